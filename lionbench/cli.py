@@ -1,0 +1,115 @@
+"""The `lionbench` command: thin Typer commands that hand work to the modules.
+
+Nothing heavy is imported at module level, so `lionbench --help` starts instantly; each command
+imports what it needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lionbench.errors import EXIT_BAD_INPUT, UserError
+
+app = typer.Typer(
+    name="lionbench",
+    help="Benchmark Lion against AdamW on standard recipes, with seeds, sweeps and reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prepare_app = typer.Typer(help="Turn local data into the files recipes read.", no_args_is_help=True)
+app.add_typer(prepare_app, name="prepare")
+
+
+@app.command(
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def run(ctx: typer.Context) -> None:
+    """Train one run, or many with -m (Hydra overrides: recipe=gpt2 optim=lion seed=1 ...).
+
+    Everything after `run` goes to Hydra: `-m` for multirun, `--cfg job` to print the config,
+    `--help` for the config groups, `hydra/launcher=joblib` for parallel local jobs.
+    """
+    from lionbench.app import main as run_main
+
+    raise typer.Exit(run_main(list(ctx.args)))
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the recipes, optimizers and implementations, scales, data sources and schedules."""
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from lionbench.config import CONF_DIR, OPTIMIZER_IMPLS, choices
+
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("choices (override as key=value)")
+    recipes = []
+    for name in choices("recipe"):
+        spec = yaml.safe_load((CONF_DIR / "recipe" / f"{name}.yaml").read_text())
+        scales = [
+            s for s in choices("scale") if (CONF_DIR / "recipe_scale" / f"{name}_{s}.yaml").exists()
+        ]
+        recipes.append(
+            f"{name}  (data: {', '.join(spec.get('data_sources', []))}; "
+            f"scales: {', '.join(scales)})"
+        )
+    table.add_row("recipe", "\n".join(recipes))
+    table.add_row(
+        "optim",
+        "\n".join(
+            f"{name}  (optim.impl: {', '.join(impls)})" for name, impls in OPTIMIZER_IMPLS.items()
+        ),
+    )
+    table.add_row("scale", ", ".join(choices("scale")))
+    table.add_row("data", ", ".join(choices("data")))
+    table.add_row("sched", ", ".join(choices("sched")))
+    table.add_row("logger.wandb.mode", "auto, online, offline, disabled")
+    Console().print(table)
+
+
+@prepare_app.command("text")
+def prepare_text(
+    files: Annotated[list[Path], typer.Argument(help="Text (.txt, .md, ...) or JSONL files.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the token files.")],
+    tokenizer: Annotated[
+        str,
+        typer.Option(help="bytes (UTF-8 bytes, vocab 257) or gpt2 (tiktoken BPE, vocab 50257)."),
+    ] = "bytes",
+    val_fraction: Annotated[float, typer.Option(help="Share of documents for val.bin.")] = 0.1,
+    jsonl_field: Annotated[str, typer.Option(help="Text field of JSONL records.")] = "text",
+) -> None:
+    """Tokenize local text into train.bin / val.bin (uint16) and meta.json for data=tokens."""
+    from lionbench.prepare import prepare_text as do_prepare
+
+    try:
+        meta = do_prepare(files, out, tokenizer, val_fraction, jsonl_field)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    print(
+        f"wrote {out}/train.bin ({meta['train_tokens']:,} tokens), {out}/val.bin "
+        f"({meta['val_tokens']:,} tokens), tokenizer {meta['tokenizer']}, vocab "
+        f"{meta['vocab_size']}; train with: lionbench run data=tokens data.dir={out}"
+    )
+
+
+def main() -> None:
+    """Console-script entry point. Click's usage errors also exit with code 2."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

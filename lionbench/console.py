@@ -1,0 +1,97 @@
+"""Terminal output: a rich progress bar on a terminal, plain log lines otherwise.
+
+Updated only at log intervals (when the loop has already synchronized), never per step.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+class Progress:
+    def __init__(self, total: int, label: str) -> None:
+        self.total = total
+        self.label = label
+        self.bar: Any = None
+        if sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task(label, total=total, status="")
+            self.bar.start()
+
+    def update(self, step: int, **fields: Any) -> None:
+        status = "  ".join(f"{k} {fmt(v)}" for k, v in fields.items())
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, status=status)
+        else:
+            print(f"[{self.label}] step {step}/{self.total}  {status}", flush=True)
+
+    def print(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text, highlight=False)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def summary_table(summary: dict[str, Any]) -> None:
+    """A short table of the headline numbers of a finished run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{summary['recipe']} / {summary['optim']} ({summary['status']})",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("steps", summary.get("steps")),
+        ("final train loss", summary.get("final_train_loss")),
+        ("final val loss", summary.get("final_val_loss")),
+        ("best val loss", summary.get("best_val_loss")),
+        ("loss floor", summary.get("loss_floor")),
+        ("gap to floor", summary.get("gap_to_floor")),
+        ("steps to target", summary.get("steps_to_target")),
+        ("steps/s", summary.get("steps_per_s")),
+        ("examples/s", summary.get("examples_per_s")),
+        ("tokens/s", summary.get("tokens_per_s")),
+        ("MFU", summary.get("mfu")),
+        ("optimizer step (ms)", summary.get("opt_step_ms")),
+        ("optimizer state (MB)", (summary.get("optimizer_state_bytes") or 0) / 1e6),
+        ("peak memory (MB)", (summary.get("peak_mem_bytes") or 0) / 1e6),
+        ("run dir", summary.get("run_dir")),
+    ]
+    for name, value in rows:
+        if value is not None:
+            table.add_row(name, fmt(value))
+    Console().print(table)

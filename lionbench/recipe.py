@@ -1,0 +1,74 @@
+"""The recipe interface: what a workload supplies, and nothing else (AlgoPerf's split).
+
+A recipe is `recipes/<name>.py` (shipped as `lionbench.recipes.<name>`) defining `RECIPE`, a
+`Recipe` subclass, plus `conf/recipe/<name>.yaml` and `conf/recipe_scale/<name>_<scale>.yaml`.
+It builds the model, the data and the loss. The harness (`lionbench.train`) owns seeding, the
+optimizer, the schedule, precision, compilation, timing, logging and the run directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from omegaconf import DictConfig
+
+
+class BatchStream(Protocol):
+    """Training batches in the run's data order; its state is the data position."""
+
+    def next(self) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Data:
+    train: BatchStream
+    eval: list[Any]  # fixed eval batches: the same for every run, seed and optimizer
+    loss_floor: float | None = None  # best achievable loss on this data, when known exactly
+    info: dict[str, Any] = field(default_factory=dict)  # recorded in the summary
+
+
+class Recipe:
+    """Base class of recipes. `cfg` is the whole resolved run config (read `cfg.recipe`,
+    `cfg.data`); subclasses override the methods below."""
+
+    #: tokens in one example (sequence models), for tokens/s; None when not meaningful
+    tokens_per_example: int | None = None
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def check(self) -> None:
+        """Reject bad recipe settings or data paths with `UserError`, before any work starts."""
+
+    def build_model(self) -> torch.nn.Module:
+        """The model, initialised from torch's global RNG (seeded by the harness), on the CPU."""
+        raise NotImplementedError
+
+    def build_data(self, micro_batch: int, device: torch.device, data_seed: int) -> Data:
+        """Train stream (micro-batches of `micro_batch` examples) and eval batches, on `device`."""
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Mean loss of a batch and extra metrics (0-d tensors, averaged over eval batches)."""
+        raise NotImplementedError
+
+    def eval_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from the eval means (for example perplexity from the loss)."""
+        return {}
+
+    def flops_per_example(self, model: torch.nn.Module) -> float | None:
+        """Training FLOPs (forward + backward) per example, for MFU; None when unknown."""
+        return None
+
+
+def load_recipe(cfg: DictConfig) -> Recipe:
+    module = importlib.import_module(f"lionbench.recipes.{cfg.recipe.name}")
+    return module.RECIPE(cfg)

@@ -1,0 +1,198 @@
+"""Where results go: the run directory (the contract with `report` and users) and W&B.
+
+A run's directory is `<results_dir>/<recipe>/<name>`, where the name is readable
+(`<scale>-<optim>-lr..-wd..-s<seed>`) and ends with a hash of the resolved config, so the same
+config always maps to the same directory and a finished run is found and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Keys that decide where results go or how they are reported, not what is computed.
+NOT_IDENTITY = ("results_dir", "logger", "sweep_name")
+FINISHED = ("completed", "diverged")
+
+
+def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
+    ident = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    ident["device"] = device_type  # a CPU result is not a GPU result
+    return ident
+
+
+def run_name(cfg: dict[str, Any], device_type: str) -> str:
+    digest = hashlib.sha256(
+        json.dumps(identity(cfg, device_type), sort_keys=True, default=str).encode()
+    ).hexdigest()[:10]
+    o = cfg["optim"]
+    return (
+        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}"
+        f"-s{cfg['seed']}-{digest}"
+    )
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and rename: never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become strings ("nan", "inf") so files stay strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class RunDir:
+    """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config = path / "config.yaml"
+        self.metrics = path / "metrics.jsonl"
+        self.summary = path / "summary.json"
+
+    def read_summary(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.summary.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def finished_status(self) -> str | None:
+        summary = self.read_summary()
+        status = summary.get("status") if summary else None
+        return status if status in FINISHED else None
+
+    def start(self, config_yaml: str) -> None:
+        """Create the directory, dropping what an unfinished earlier attempt left."""
+        if self.path.exists():
+            for leftover in (self.metrics, self.summary, self.path / "wandb"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, config_yaml)
+        self._metrics_file = self.metrics.open("a")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._metrics_file.write(json.dumps(json_safe(record)) + "\n")
+        self._metrics_file.flush()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary, json.dumps(json_safe(summary), indent=2) + "\n")
+
+    def close(self) -> None:
+        if getattr(self, "_metrics_file", None):
+            self._metrics_file.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl; a torn last line (a killed writer) is skipped."""
+    records = []
+    with contextlib.suppress(FileNotFoundError), path.open() as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+# ------------------------------------------------------------------------------------------ W&B
+
+
+def wandb_credentials_exist() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    with contextlib.suppress(OSError):
+        return "api.wandb.ai" in netrc.read_text()
+    return False
+
+
+def wandb_mode(mode: str) -> str:
+    if mode == "auto":
+        return "online" if wandb_credentials_exist() else "offline"
+    return mode
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class WandbLogger:
+    """Mirrors metrics.jsonl to W&B as `<split>/<metric>`. Any W&B error prints one warning and
+    turns W&B off for the rest of the run: W&B problems never stop training."""
+
+    def __init__(self, cfg: dict[str, Any], run_dir: Path, name: str) -> None:
+        self.run: Any = None
+        wb = cfg["logger"]["wandb"]
+        mode = wandb_mode(wb["mode"])
+        if mode == "disabled":
+            return
+        try:
+            import wandb
+
+            self.run = wandb.init(
+                project=wb["project"],
+                entity=wb["entity"],
+                name=name,
+                group=cfg.get("sweep_name"),
+                tags=list(wb["tags"] or []),
+                config=cfg,
+                dir=str(run_dir),
+                mode=mode,
+                reinit="finish_previous",
+                settings=wandb.Settings(silent=True, console="off", init_timeout=30),
+            )
+        except Exception as e:
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        warn(f"W&B disabled for this run ({type(e).__name__}: {first_line})")
+        self.run = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        split = record.get("split", "train")
+        data = {f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}
+        try:
+            self.run.log(data, step=int(record["step"]))
+        except Exception as e:
+            self._fail(e)
+
+    def finish(self, summary: dict[str, Any], exit_code: int) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update(json_safe(summary))
+            self.run.finish(exit_code=exit_code)
+        except Exception as e:
+            self._fail(e)

@@ -1,0 +1,452 @@
+"""THE training loop, shared by every recipe.
+
+Read top to bottom: `run` checks the config and finds the run directory (skipping a finished
+run); `train` seeds, builds the recipe's model and data, the optimizer and the schedule, then runs
+the loop. The loop never synchronizes the host per step: the train loss is summed on the device and
+read once per `log_interval`, and the clock is read only at those window edges, right after a
+device synchronize, so that timing excludes logging, evaluation and the warmup steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import lionbench
+from lionbench import console
+from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, UserError
+from lionbench.optim import build_optimizer, check_impl, state_bytes
+from lionbench.optim.schedule import build_scheduler
+from lionbench.recipe import Recipe, load_recipe
+from lionbench.track import RunDir, WandbLogger, run_name
+
+EXIT_CODES = {"completed": EXIT_OK, "diverged": EXIT_DIVERGED, "failed": EXIT_FAILED}
+# Dense bf16 peak FLOP/s for MFU (vendor datasheets, SXM parts).
+PEAK_BF16_FLOPS = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "4090": 165e12,
+}
+
+
+@dataclass
+class RunResult:
+    status: str  # completed | diverged | failed
+    run_dir: Path
+    summary: dict[str, Any]
+    skipped: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name} but CUDA is not available here (accepted: auto, cpu)")
+    return device
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """Independent seeds for init, data order and noise, all from the one run seed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """One run of a resolved config: check, skip if finished, else train and record."""
+    device = resolve_device(cfg.device)
+    recipe = load_recipe(cfg)
+    recipe.check()
+    check_impl(cfg.optim, device)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    name = run_name(plain, device.type)
+    rundir = RunDir(Path(cfg.results_dir).expanduser() / cfg.recipe.name / name)
+
+    status = rundir.finished_status()
+    if status is not None:
+        print(f"already {status}: {rundir.path} (nothing to train)", flush=True)
+        return RunResult(status, rundir.path, rundir.read_summary() or {}, skipped=True)
+
+    rundir.start(OmegaConf.to_yaml(plain))
+    wandb = WandbLogger(plain, rundir.path, name)
+    started = datetime.now(timezone.utc)
+    summary: dict[str, Any] = identity_fields(plain, device)
+    summary.update(run_dir=str(rundir.path), started_at=started.isoformat(timespec="seconds"))
+    wall0 = time.perf_counter()
+    try:
+        summary.update(train(cfg, recipe, device, rundir, wandb))
+    except Exception as e:
+        (rundir.path / "error.log").write_text(traceback.format_exc())
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}")
+        print(
+            f"run failed: {summary['error']} (traceback in {rundir.path / 'error.log'})",
+            file=sys.stderr,
+            flush=True,
+        )
+    summary.update(
+        ended_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        wall_s=time.perf_counter() - wall0,
+    )
+    rundir.write_summary(summary)
+    rundir.close()
+    wandb.finish(summary, EXIT_CODES[summary["status"]])
+    if summary["status"] != "failed":
+        console.summary_table(summary)
+    return RunResult(summary["status"], rundir.path, summary)
+
+
+def identity_fields(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    o = cfg["optim"]
+    baseline = cfg["recipe"]["adamw"]
+    return {
+        "status": "running",
+        "recipe": cfg["recipe"]["name"],
+        "scale": cfg["scale"],
+        "data": cfg["data"]["source"],
+        "optim": o["name"],
+        "impl": o["impl"],
+        "lr": o["lr"],
+        "weight_decay": o["weight_decay"],
+        # Lion's effective ratio to the AdamW baseline (lr and wd can be overridden directly).
+        "ratio": baseline["lr"] / o["lr"] if o["name"] == "lion" else None,
+        "wd_ratio": (
+            o["weight_decay"] / baseline["weight_decay"]
+            if o["name"] == "lion" and baseline["weight_decay"]
+            else None
+        ),
+        "betas": list(o["betas"]),
+        "seed": cfg["seed"],
+        "sched": cfg["sched"]["name"],
+        "batch_size": cfg["train"]["batch_size"],
+        "grad_accum": cfg["train"]["grad_accum"],
+        "planned_steps": cfg["train"]["steps"],
+        "precision": cfg["precision"],
+        "compile": cfg["compile"],
+        "sweep_name": cfg.get("sweep_name"),
+        "device": device.type,
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "torch_version": torch.__version__,
+        "lionbench_version": lionbench.__version__,
+        "git_rev": git_revision(),
+    }
+
+
+def git_revision() -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return None
+
+
+def tensor_hash(tensors: list[torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Clock:
+    """Training time measured between window edges, each after a device synchronize.
+
+    `train_s` counts every training step (what time-to-target uses, as AlgoPerf); `window_s`
+    and `window_steps` only count steps after `timing.warmup_steps` (what steps/s uses).
+    """
+
+    def __init__(self, device: torch.device, warmup_steps: int) -> None:
+        self.device = device
+        self.warmup_steps = warmup_steps
+        self.train_s = self.window_s = 0.0
+        self.window_steps = 0
+        self._t0 = 0.0
+        self._step0 = 0
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def resume(self, step: int) -> None:
+        self.sync()
+        self._t0, self._step0 = time.perf_counter(), step
+
+    def pause(self, step: int) -> None:
+        self.sync()
+        elapsed = time.perf_counter() - self._t0
+        self.train_s += elapsed
+        if self._step0 >= self.warmup_steps:
+            self.window_s += elapsed
+            self.window_steps += step - self._step0
+
+
+class OptStepTimer:
+    """Times optimizer.step() alone: CUDA events (read at window edges), or the host clock on
+    CPU, where kernels run synchronously."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.pending: list[tuple[Any, Any]] = []
+        self.ms: list[float] = []
+
+    @contextlib.contextmanager
+    def measure(self):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.pending.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self.ms.append((time.perf_counter() - t0) * 1e3)
+
+    def collect(self) -> None:
+        """Call after a synchronize: the recorded events are complete."""
+        self.ms.extend(s.elapsed_time(e) for s, e in self.pending)
+        self.pending.clear()
+
+
+def peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss * (1 if sys.platform == "darwin" else 1024), "cpu_max_rss"
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def train(
+    cfg: DictConfig, recipe: Recipe, device: torch.device, rundir: RunDir, wandb: WandbLogger
+) -> dict[str, Any]:
+    t = cfg.train
+    steps, accum = int(t.steps), int(t.grad_accum)
+    micro_batch = int(t.batch_size) // accum
+    seed = int(cfg.seed)
+
+    # Seeds: the same seed gives the same initial weights and batches for every optimizer.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        model = recipe.build_model()
+    init_hash = tensor_hash(list(model.state_dict().values()))
+    n_params = sum(p.numel() for p in model.parameters())
+    model.to(device)
+    data = recipe.build_data(micro_batch, device, derive_seed(seed, "data"))
+    torch.manual_seed(derive_seed(seed, "noise"))  # dropout and other in-loss randomness
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    optimizer = build_optimizer(cfg.optim, model)
+    scheduler = build_scheduler(optimizer, cfg.sched, steps)
+    step_model = torch.compile(model) if cfg.compile else model
+    flops = recipe.flops_per_example(model)
+
+    label = f"{cfg.recipe.name}/{cfg.optim.name}"
+    progress = console.Progress(steps, label)
+    progress.print(
+        f"{label}: scale={cfg.scale} data={cfg.data.source} params={n_params:,} "
+        f"impl={cfg.optim.impl} lr={cfg.optim.lr:.3g} wd={cfg.optim.weight_decay:.3g} "
+        f"seed={seed} batch={t.batch_size} device={device} -> {rundir.path}"
+    )
+    if data.loss_floor is not None:
+        progress.print(f"loss floor of this data: {data.loss_floor:.4f}")
+
+    clock = Clock(device, int(cfg.timing.warmup_steps))
+    opt_timer = OptStepTimer(device)
+    opt_every = int(cfg.timing.opt_step_every)
+    diverge_loss = t.diverge_loss
+    loss_sum = torch.zeros((), device=device)
+    micro_in_window = 0
+    first_batch_hash = None
+    status, diverged_at = "completed", None
+    final_train = final_val = best_val = best_val_step = None
+    steps_to_target = time_to_target = None
+    step = 0
+
+    def evaluate() -> dict[str, float]:
+        step_model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        with torch.no_grad(), autocast:
+            for batch in data.eval:
+                loss, metrics = recipe.loss(step_model, batch)
+                for k, v in {"loss": loss, **metrics}.items():
+                    sums[k] = sums.get(k, 0) + v.detach().float()
+        step_model.train()
+        means = {k: float(v) / len(data.eval) for k, v in sums.items()}  # one sync per metric
+        return {**means, **recipe.eval_metrics(means)}
+
+    model.train()
+    clock.resume(0)
+    while step < steps:
+        for _ in range(accum):
+            batch = data.train.next()
+            if first_batch_hash is None:
+                first_batch_hash = tensor_hash(list(batch))
+            with autocast:
+                loss, _ = recipe.loss(step_model, batch)
+            (loss / accum).backward()
+            loss_sum += loss.detach().float()
+        micro_in_window += accum
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip))
+        if step >= clock.warmup_steps and step % opt_every == 0:
+            with opt_timer.measure():
+                optimizer.step()
+        else:
+            optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        do_log = step % t.log_interval == 0 or step == steps
+        do_eval = step % t.eval_interval == 0 or step == steps
+        if not (do_log or do_eval or step == clock.warmup_steps):
+            continue
+        clock.pause(step)  # --- window edge: everything until resume() is untimed ---
+        opt_timer.collect()
+        examples = step * int(t.batch_size)
+        if do_log:
+            final_train = loss_sum.item() / micro_in_window
+            loss_sum.zero_()
+            micro_in_window = 0
+            if diverge_loss is None:
+                diverge_loss = 3.0 * final_train if math.isfinite(final_train) else math.inf
+            record = {
+                "step": step,
+                "split": "train",
+                "loss": final_train,
+                "lr": optimizer.param_groups[0]["lr"],
+                "time_s": clock.train_s,
+                "examples": examples,
+            }
+            rundir.log(record)
+            wandb.log(record)
+            rate = clock.window_steps / clock.window_s if clock.window_s else None
+            progress.update(step, loss=final_train, lr=record["lr"], steps_per_s=rate)
+            if not math.isfinite(final_train) or final_train > diverge_loss:
+                status, diverged_at = "diverged", step
+        if do_eval and status != "diverged":
+            ev = evaluate()
+            record = {
+                "step": step,
+                "split": "val",
+                **ev,
+                "time_s": clock.train_s,
+                "examples": examples,
+            }
+            rundir.log(record)
+            wandb.log(record)
+            final_val = ev["loss"]
+            if not math.isfinite(final_val):
+                status, diverged_at = "diverged", step
+            elif best_val is None or final_val < best_val:
+                best_val, best_val_step = final_val, step
+            if (
+                t.target_loss is not None
+                and steps_to_target is None
+                and math.isfinite(final_val)
+                and final_val <= t.target_loss
+            ):
+                steps_to_target, time_to_target = step, clock.train_s
+            progress.print(
+                f"step {step}: val loss {final_val:.4f}"
+                + (f" (floor {data.loss_floor:.4f})" if data.loss_floor else "")
+            )
+        if status == "diverged":
+            progress.print(f"diverged at step {step}: train loss {final_train}")
+            break
+        clock.resume(step)
+    progress.close()
+
+    steps_per_s = (
+        clock.window_steps / clock.window_s
+        if clock.window_s
+        else step / clock.train_s
+        if clock.train_s
+        else None
+    )
+    examples_per_s = steps_per_s * int(t.batch_size) if steps_per_s else None
+    peak_mem, peak_kind = peak_memory(device)
+    peak = peak_flops(device)
+    mfu = examples_per_s * flops / peak if examples_per_s and flops and peak else None
+    gap = (
+        final_val - data.loss_floor
+        if final_val is not None and data.loss_floor is not None
+        else None
+    )
+    return {
+        "status": status,
+        "steps": step,
+        "diverged_at_step": diverged_at,
+        "final_train_loss": final_train,
+        "final_val_loss": final_val,
+        "best_val_loss": best_val,
+        "best_val_step": best_val_step,
+        "loss_floor": data.loss_floor,
+        "gap_to_floor": gap,
+        "target_loss": t.target_loss,
+        "steps_to_target": steps_to_target,
+        "time_to_target_s": time_to_target,
+        "steps_per_s": steps_per_s,
+        "examples_per_s": examples_per_s,
+        "tokens_per_s": (
+            examples_per_s * recipe.tokens_per_example
+            if examples_per_s and recipe.tokens_per_example
+            else None
+        ),
+        "flops_per_example": flops,
+        "mfu": mfu,
+        "opt_step_ms": statistics.median(opt_timer.ms) if opt_timer.ms else None,
+        "opt_step_ms_samples": len(opt_timer.ms),
+        "train_time_s": clock.train_s,
+        "timed_steps": clock.window_steps,
+        "peak_mem_bytes": peak_mem,
+        "peak_mem_kind": peak_kind,
+        "optimizer_state_bytes": state_bytes(optimizer),
+        "n_params": n_params,
+        "init_state_hash": init_hash,
+        "first_batch_hash": first_batch_hash,
+        "data_info": data.info,
+    }

@@ -1,0 +1,1 @@
+"""Recipes: one module per workload (model, data, loss, eval). See lionbench/recipe.py."""

@@ -1,0 +1,246 @@
+"""GPT-2 language modelling: the model, its three data sources and its loss.
+
+The model follows GPT-2 / nanoGPT: pre-LayerNorm blocks, GELU (tanh) MLP, SDPA causal
+attention, learned positions, tied input/output embeddings, and GPT-2's init (normal 0.02,
+residual projections scaled by 1/sqrt(2 * n_layer)). At scale=full it has 124,475,904 parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lionbench.data import builtin_tokens, tokens
+from lionbench.data.stream import RandomBatches, RepeatedBatch
+from lionbench.errors import UserError
+from lionbench.recipe import Data, Recipe
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.dropout = dropout
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c)))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, bias, dropout)
+        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, bias, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(
+        self,
+        n_layer: int,
+        n_head: int,
+        n_embd: int,
+        block_size: int,
+        vocab_size: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        self.block_size = block_size
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.wpe = nn.Embedding(block_size, n_embd)
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(Block(n_embd, n_head, bias, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+    def n_params_for_flops(self) -> int:
+        """Parameters counted in 6N (nanoGPT/PaLM convention: all but position embeddings)."""
+        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+
+
+class GPT2Recipe(Recipe):
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.model_cfg = cfg.recipe.model
+        self.tokens_per_example = int(self.model_cfg.block_size)
+
+    def check(self) -> None:
+        m = self.model_cfg
+        for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            if isinstance(m[key], bool) or not isinstance(m[key], int) or m[key] < 1:
+                raise UserError(f"recipe.model.{key} must be a positive integer, got {m[key]!r}")
+        if m.n_embd % m.n_head:
+            raise UserError(
+                f"recipe.model.n_embd ({m.n_embd}) must be divisible by "
+                f"recipe.model.n_head ({m.n_head})"
+            )
+        if not 0.0 <= float(m.dropout) < 1.0:
+            raise UserError(f"recipe.model.dropout must be in [0, 1), got {m.dropout}")
+        source = self.cfg.data.source
+        if source == "builtin":
+            b = self.cfg.recipe.builtin
+            if not 3 <= b.vocab_size <= m.vocab_size:
+                raise UserError(
+                    f"recipe.builtin.vocab_size must be in [3, recipe.model.vocab_size"
+                    f"={m.vocab_size}], got {b.vocab_size}"
+                )
+            if not 0.0 <= b.new_prob <= 1.0:
+                raise UserError(f"recipe.builtin.new_prob must be in [0, 1], got {b.new_prob}")
+            for key in ("successors", "block_len", "train_sequences", "val_sequences"):
+                if not isinstance(b[key], int) or b[key] < 1:
+                    raise UserError(
+                        f"recipe.builtin.{key} must be a positive integer, got {b[key]!r}"
+                    )
+        elif source == "tokens":
+            tokens.check_dir(self.cfg.data.dir, m.block_size, m.vocab_size)
+
+    def build_model(self) -> GPT:
+        m = self.model_cfg
+        return GPT(
+            m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.bias, float(m.dropout)
+        )
+
+    def build_data(self, micro_batch: int, device: torch.device, data_seed: int) -> Data:
+        source = self.cfg.data.source
+        n_eval = int(self.cfg.train.eval_batches) * micro_batch
+        length = int(self.model_cfg.block_size) + 1
+        if source == "builtin":
+            return self._builtin(micro_batch, device, data_seed, n_eval, length)
+        if source == "tokens":
+            return self._token_files(micro_batch, device, data_seed, n_eval, length)
+        return self._synthetic(micro_batch, device, data_seed, length)
+
+    def _builtin(
+        self, micro_batch: int, device: torch.device, data_seed: int, n_eval: int, length: int
+    ) -> Data:
+        b = self.cfg.recipe.builtin
+        lang = builtin_tokens.TokenLanguage(
+            vocab_size=int(b.vocab_size),
+            successors=int(b.successors),
+            concentration=float(b.concentration),
+            block_len=int(b.block_len),
+            new_prob=float(b.new_prob),
+            seed=int(b.seed),
+        )
+        data = builtin_tokens.load(
+            lang, length, int(b.train_sequences), max(int(b.val_sequences), n_eval)
+        )
+        pool = torch.from_numpy(data.train.astype(np.int64)).to(device)
+        val = torch.from_numpy(data.val[:n_eval].astype(np.int64)).to(device)
+
+        def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = pool[torch.randint(len(pool), (micro_batch,), generator=gen).to(device)]
+            return rows[:, :-1], rows[:, 1:]
+
+        eval_batches = [(r[:, :-1], r[:, 1:]) for r in val.split(micro_batch)]
+        info = {"data_vocab_size": lang.vocab_size, **data.info}
+        return Data(RandomBatches(draw, data_seed), eval_batches, data.loss_floor, info)
+
+    def _token_files(
+        self, micro_batch: int, device: torch.device, data_seed: int, n_eval: int, length: int
+    ) -> Data:
+        directory = self.cfg.data.dir
+        train, val = tokens.open_split(directory, "train"), tokens.open_split(directory, "val")
+        pin = device.type == "cuda"
+
+        def to_device(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            t = torch.from_numpy(rows)
+            t = t.pin_memory().to(device, non_blocking=True) if pin else t.to(device)
+            return t[:, :-1], t[:, 1:]
+
+        def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            starts = torch.randint(len(train) - length + 1, (micro_batch,), generator=gen)
+            return to_device(tokens.windows(train, starts.numpy(), length))
+
+        eval_rng = np.random.Generator(np.random.PCG64(int(self.cfg.data.eval_seed)))
+        starts = eval_rng.integers(0, len(val) - length + 1, size=n_eval)
+        eval_batches = [
+            to_device(tokens.windows(val, s, length))
+            for s in np.array_split(starts, n_eval // micro_batch)
+        ]
+        return Data(
+            RandomBatches(draw, data_seed),
+            eval_batches,
+            None,
+            {"train_tokens": len(train), "val_tokens": len(val)},
+        )
+
+    def _synthetic(
+        self, micro_batch: int, device: torch.device, data_seed: int, length: int
+    ) -> Data:
+        gen = torch.Generator().manual_seed(data_seed)
+        vocab = int(self.model_cfg.vocab_size)
+        rows = torch.randint(vocab, (micro_batch, length), generator=gen).to(device)
+        batch = (rows[:, :-1], rows[:, 1:])
+        return Data(RepeatedBatch(batch), [batch], None, {})
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        x, y = batch
+        logits = model(x)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten()), {}
+
+    def eval_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        return {"ppl": math.exp(min(means["loss"], 700.0))}
+
+    def flops_per_example(self, model: nn.Module) -> float:
+        """6N + 12 L H Q T per token (PaLM appendix B / nanoGPT), times T tokens."""
+        assert isinstance(model, GPT)
+        t = self.model_cfg.block_size
+        per_token = 6 * model.n_params_for_flops() + 12 * model.n_layer * model.n_embd * t
+        return float(per_token * t)
+
+
+RECIPE = GPT2Recipe
