@@ -146,15 +146,21 @@ def identity_fields(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]
         "compile": cfg["compile"],
         "sweep_name": cfg.get("sweep_name"),
         "device": device.type,
-        "device_name": (
-            torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or platform.machine()
-        ),
+        "device_name": device_name(device),
         "torch_version": torch.__version__,
         "lionbench_version": lionbench.__version__,
         "git_rev": git_revision(),
     }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def git_revision() -> str | None:
@@ -336,6 +342,7 @@ def train(
                 optimizer.step()
         else:
             optimizer.step()
+        last_lr = optimizer.param_groups[0]["lr"]  # the lr this update used
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -357,7 +364,7 @@ def train(
                 "step": step,
                 "split": "train",
                 "loss": final_train,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": last_lr,
                 "time_s": clock.train_s,
                 "examples": examples,
             }
