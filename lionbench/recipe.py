@@ -52,8 +52,13 @@ class Recipe:
         """The model, initialised from torch's global RNG (seeded by the harness), on the CPU."""
         raise NotImplementedError
 
-    def build_data(self, micro_batch: int, device: torch.device, data_seed: int) -> Data:
-        """Train stream (micro-batches of `micro_batch` examples) and eval batches, on `device`."""
+    def build_data(
+        self, batch_size: int, micro_batch: int, device: torch.device, data_seed: int
+    ) -> Data:
+        """Train stream of whole optimizer-step batches (`batch_size` examples, a tuple of
+        tensors the harness splits into micro-batches), and `train.eval_batches * batch_size`
+        eval examples in batches of `micro_batch`, all on `device`. Drawing whole steps keeps the
+        data order independent of gradient accumulation."""
         raise NotImplementedError
 
     def loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:

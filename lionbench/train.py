@@ -273,7 +273,7 @@ def train(
     init_hash = tensor_hash(list(model.state_dict().values()))
     n_params = sum(p.numel() for p in model.parameters())
     model.to(device)
-    data = recipe.build_data(micro_batch, device, derive_seed(seed, "data"))
+    data = recipe.build_data(int(t.batch_size), micro_batch, device, derive_seed(seed, "data"))
     torch.manual_seed(derive_seed(seed, "noise"))  # dropout and other in-loss randomness
 
     if device.type == "cuda":
@@ -326,12 +326,13 @@ def train(
     model.train()
     clock.resume(0)
     while step < steps:
-        for _ in range(accum):
-            batch = data.train.next()
-            if first_batch_hash is None:
-                first_batch_hash = tensor_hash(list(batch))
+        batch = data.train.next()
+        if first_batch_hash is None:
+            first_batch_hash = tensor_hash(list(batch))
+        for i in range(accum):
+            micro = tuple(x[i * micro_batch : (i + 1) * micro_batch] for x in batch)
             with autocast:
-                loss, _ = recipe.loss(step_model, batch)
+                loss, _ = recipe.loss(step_model, micro)
             (loss / accum).backward()
             loss_sum += loss.detach().float()
         micro_in_window += accum

@@ -153,18 +153,26 @@ class GPT2Recipe(Recipe):
             m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.bias, float(m.dropout)
         )
 
-    def build_data(self, micro_batch: int, device: torch.device, data_seed: int) -> Data:
+    def build_data(
+        self, batch_size: int, micro_batch: int, device: torch.device, data_seed: int
+    ) -> Data:
         source = self.cfg.data.source
-        n_eval = int(self.cfg.train.eval_batches) * micro_batch
+        n_eval = int(self.cfg.train.eval_batches) * batch_size
         length = int(self.model_cfg.block_size) + 1
         if source == "builtin":
-            return self._builtin(micro_batch, device, data_seed, n_eval, length)
+            return self._builtin(batch_size, micro_batch, device, data_seed, n_eval, length)
         if source == "tokens":
-            return self._token_files(micro_batch, device, data_seed, n_eval, length)
-        return self._synthetic(micro_batch, device, data_seed, length)
+            return self._token_files(batch_size, micro_batch, device, data_seed, n_eval, length)
+        return self._synthetic(batch_size, device, data_seed, length)
 
     def _builtin(
-        self, micro_batch: int, device: torch.device, data_seed: int, n_eval: int, length: int
+        self,
+        batch_size: int,
+        micro_batch: int,
+        device: torch.device,
+        data_seed: int,
+        n_eval: int,
+        length: int,
     ) -> Data:
         b = self.cfg.recipe.builtin
         lang = builtin_tokens.TokenLanguage(
@@ -182,7 +190,7 @@ class GPT2Recipe(Recipe):
         val = torch.from_numpy(data.val[:n_eval].astype(np.int64)).to(device)
 
         def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            rows = pool[torch.randint(len(pool), (micro_batch,), generator=gen).to(device)]
+            rows = pool[torch.randint(len(pool), (batch_size,), generator=gen).to(device)]
             return rows[:, :-1], rows[:, 1:]
 
         eval_batches = [(r[:, :-1], r[:, 1:]) for r in val.split(micro_batch)]
@@ -190,7 +198,13 @@ class GPT2Recipe(Recipe):
         return Data(RandomBatches(draw, data_seed), eval_batches, data.loss_floor, info)
 
     def _token_files(
-        self, micro_batch: int, device: torch.device, data_seed: int, n_eval: int, length: int
+        self,
+        batch_size: int,
+        micro_batch: int,
+        device: torch.device,
+        data_seed: int,
+        n_eval: int,
+        length: int,
     ) -> Data:
         directory = self.cfg.data.dir
         train, val = tokens.open_split(directory, "train"), tokens.open_split(directory, "val")
@@ -202,7 +216,7 @@ class GPT2Recipe(Recipe):
             return t[:, :-1], t[:, 1:]
 
         def draw(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            starts = torch.randint(len(train) - length + 1, (micro_batch,), generator=gen)
+            starts = torch.randint(len(train) - length + 1, (batch_size,), generator=gen)
             return to_device(tokens.windows(train, starts.numpy(), length))
 
         eval_rng = np.random.Generator(np.random.PCG64(int(self.cfg.data.eval_seed)))
@@ -219,11 +233,11 @@ class GPT2Recipe(Recipe):
         )
 
     def _synthetic(
-        self, micro_batch: int, device: torch.device, data_seed: int, length: int
+        self, batch_size: int, device: torch.device, data_seed: int, length: int
     ) -> Data:
         gen = torch.Generator().manual_seed(data_seed)
         vocab = int(self.model_cfg.vocab_size)
-        rows = torch.randint(vocab, (micro_batch, length), generator=gen).to(device)
+        rows = torch.randint(vocab, (batch_size, length), generator=gen).to(device)
         batch = (rows[:, :-1], rows[:, 1:])
         return Data(RepeatedBatch(batch), [batch], None, {})
 

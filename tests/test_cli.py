@@ -1,0 +1,90 @@
+"""The command line as a user types it, in subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import SMOKE, run_cli, run_dirs, summary
+
+
+def test_help_is_instant_and_does_not_import_torch():
+    code = (
+        "import sys, time; t = time.perf_counter(); from lionbench.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'hydra' not in sys.modules, 'hydra imported'\n"
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) < 1.0
+    t0 = time.perf_counter()
+    res = run_cli("--help")
+    assert res.returncode == 0 and "run" in res.stdout and "list" in res.stdout
+    assert time.perf_counter() - t0 < 3.0  # includes the interpreter start
+
+
+def test_list_shows_what_exists():
+    res = run_cli("list")
+    assert res.returncode == 0
+    for word in (
+        "gpt2",
+        "lion",
+        "adamw",
+        "lion_pytorch_foreach",
+        "fused",
+        "smoke",
+        "small",
+        "full",
+        "builtin",
+        "tokens",
+        "synthetic",
+        "cosine",
+    ):
+        assert word in res.stdout, word
+
+
+def test_run_end_to_end(tmp_path):
+    res = run_cli("run", *SMOKE, "optim=adamw", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr
+    (d,) = run_dirs(tmp_path)
+    s = summary(d)
+    assert s["status"] == "completed" and s["optim"] == "adamw"
+    assert s["final_val_loss"] < 4.85  # ln(128) = 4.85 at init: it learned something
+    assert "loss floor" in res.stdout and str(d) in res.stdout
+
+
+def test_multirun_makes_four_runs_then_trains_nothing(tmp_path):
+    args = [
+        "run",
+        "-m",
+        *SMOKE,
+        "train.steps=10",
+        "optim=lion,adamw",
+        "seed=0,1",
+        f"results_dir={tmp_path}",
+    ]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 4
+    assert {(summary(d)["optim"], summary(d)["seed"]) for d in dirs} == {
+        ("lion", 0),
+        ("lion", 1),
+        ("adamw", 0),
+        ("adamw", 1),
+    }
+    stamps = {d: (d / "summary.json").stat().st_mtime_ns for d in dirs}
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already completed") == 4
+    assert "step 5/10" not in again.stdout
+    assert {d: (d / "summary.json").stat().st_mtime_ns for d in run_dirs(tmp_path)} == stamps
+
+
+def test_hydra_cfg_job_prints_the_config_and_runs_nothing(tmp_path):
+    res = run_cli("run", "--cfg", "job", "--resolve", "optim=adamw", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr
+    assert "name: adamw" in res.stdout and "lr: 0.003" in res.stdout  # the small scale's AdamW lr
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

@@ -1,0 +1,180 @@
+"""End-to-end runs on tiny configs: run directory contract, pairing, determinism, statuses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import metrics, run_dirs, run_inprocess, summary
+
+SUMMARY_KEYS = {
+    "status",
+    "recipe",
+    "scale",
+    "optim",
+    "impl",
+    "lr",
+    "weight_decay",
+    "ratio",
+    "betas",
+    "seed",
+    "batch_size",
+    "steps",
+    "final_train_loss",
+    "final_val_loss",
+    "best_val_loss",
+    "loss_floor",
+    "steps_to_target",
+    "time_to_target_s",
+    "steps_per_s",
+    "examples_per_s",
+    "opt_step_ms",
+    "peak_mem_bytes",
+    "optimizer_state_bytes",
+    "n_params",
+    "device",
+    "torch_version",
+    "lionbench_version",
+    "started_at",
+    "wall_s",
+}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Lion and AdamW on the same seed, smoke scale."""
+    results = tmp_path_factory.mktemp("pair")
+    assert run_inprocess(results, "optim=lion", "train.target_loss=4.0") == 0
+    assert run_inprocess(results, "optim=adamw", "train.target_loss=4.0") == 0
+    dirs = {summary(d)["optim"]: d for d in run_dirs(results)}
+    assert set(dirs) == {"lion", "adamw"}
+    return dirs
+
+
+def test_run_directory_contract(pair):
+    for optim, d in pair.items():
+        s = summary(d)
+        assert not SUMMARY_KEYS - set(s), SUMMARY_KEYS - set(s)
+        assert s["status"] == "completed" and s["optim"] == optim
+        assert s["recipe"] == "gpt2" and s["scale"] == "smoke" and s["steps"] == 30
+        assert d.parent.name == "gpt2" and d.name.startswith(f"smoke-{optim}-")
+        cfg_text = (d / "config.yaml").read_text()
+        assert "optim:" in cfg_text and "${" not in cfg_text  # resolved
+        records = metrics(d)
+        train = [r for r in records if r["split"] == "train"]
+        val = [r for r in records if r["split"] == "val"]
+        assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]  # log_interval 5
+        assert [r["step"] for r in val] == [10, 20, 30]  # eval_interval 10
+        assert s["final_train_loss"] == pytest.approx(train[-1]["loss"])
+        assert s["final_val_loss"] == pytest.approx(val[-1]["loss"])
+        assert s["best_val_loss"] == pytest.approx(min(r["loss"] for r in val))
+        assert all(r["ppl"] == pytest.approx(math.exp(r["loss"])) for r in val)
+        times = [r["time_s"] for r in train]
+        assert times == sorted(times) and times[0] > 0
+        assert s["examples_per_s"] == pytest.approx(s["steps_per_s"] * s["batch_size"])
+        assert s["tokens_per_s"] == pytest.approx(s["examples_per_s"] * 32)  # block_size 32
+        assert s["opt_step_ms"] > 0 and s["n_params"] == 30_592
+        assert 0 < s["loss_floor"] < val[-1]["loss"] < math.log(128) + 0.5
+        assert s["gap_to_floor"] == pytest.approx(s["final_val_loss"] - s["loss_floor"])
+        # steps-to-target: the first eval step at or below the target, else null
+        reached = [r for r in val if r["loss"] <= 4.0]
+        assert s["steps_to_target"] == (reached[0]["step"] if reached else None)
+
+
+def test_lion_hyperparameters_follow_the_ratio(pair):
+    lion, adamw = summary(pair["lion"]), summary(pair["adamw"])
+    r = lion["ratio"]
+    assert r == pytest.approx(3.0)  # conf/recipe/gpt2.yaml
+    assert lion["lr"] == pytest.approx(adamw["lr"] / r)
+    assert lion["weight_decay"] == pytest.approx(adamw["weight_decay"] * r)
+    assert lion["betas"] == [0.9, 0.99] and adamw["betas"] == [0.9, 0.95]
+
+
+def test_optimizer_state_is_half_of_adamw(pair):
+    lion, adamw = summary(pair["lion"]), summary(pair["adamw"])
+    assert lion["optimizer_state_bytes"] == 4 * lion["n_params"]  # one fp32 momentum
+    # AdamW: two fp32 moments plus one step counter per parameter tensor
+    assert 8 * adamw["n_params"] <= adamw["optimizer_state_bytes"] < 8.1 * adamw["n_params"]
+
+
+def test_same_seed_same_weights_and_batches(pair, tmp_path):
+    lion, adamw = summary(pair["lion"]), summary(pair["adamw"])
+    assert lion["init_state_hash"] == adamw["init_state_hash"]
+    assert lion["first_batch_hash"] == adamw["first_batch_hash"]
+    assert run_inprocess(tmp_path, "optim=lion", "seed=1") == 0
+    other = summary(run_dirs(tmp_path)[0])
+    assert other["init_state_hash"] != lion["init_state_hash"]
+    assert other["first_batch_hash"] != lion["first_batch_hash"]
+
+
+def test_same_config_twice_gives_identical_metrics(pair, tmp_path):
+    assert run_inprocess(tmp_path, "optim=lion", "train.target_loss=4.0") == 0
+    again = run_dirs(tmp_path)[0]
+    assert again.name == pair["lion"].name  # the directory name is derived from the config
+
+    def losses(d):
+        return [(r["step"], r["split"], r["loss"]) for r in metrics(d)]
+
+    assert losses(again) == losses(pair["lion"])
+
+
+def test_finished_run_is_skipped(pair, capsys):
+    results = pair["lion"].parent.parent
+    before = (pair["lion"] / "summary.json").read_text()
+    assert run_inprocess(results, "optim=lion", "train.target_loss=4.0") == 0
+    assert "already completed" in capsys.readouterr().out
+    assert (pair["lion"] / "summary.json").read_text() == before
+
+
+def test_unfinished_run_starts_over(tmp_path):
+    assert run_inprocess(tmp_path, "optim=adamw") == 0
+    d = run_dirs(tmp_path)[0]
+    complete = metrics(d)
+    # Simulate a run killed mid-way: no summary and a torn metrics file.
+    (d / "summary.json").unlink()
+    with (d / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "spl')
+    assert run_inprocess(tmp_path, "optim=adamw") == 0
+    redone = metrics(d)
+    assert len(redone) == len(complete)
+    assert [dict(r, time_s=0) for r in redone] == [dict(r, time_s=0) for r in complete]
+    assert summary(d)["status"] == "completed"
+
+
+def test_divergence_stops_the_run_with_exit_code_3(tmp_path):
+    code = run_inprocess(tmp_path, "optim=lion", "optim.lr=50", "sched.warmup_steps=0")
+    assert code == 3
+    s = summary(run_dirs(tmp_path)[0])
+    assert s["status"] == "diverged"
+    assert s["diverged_at_step"] is not None and s["steps"] == s["diverged_at_step"] < 30
+    # A diverged run is finished: running it again trains nothing and reports it again.
+    assert run_inprocess(tmp_path, "optim=lion", "optim.lr=50", "sched.warmup_steps=0") == 3
+
+
+def test_token_files_and_synthetic_data(tmp_path):
+    data = tmp_path / "tokens"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    rng.integers(0, 100, 5000).astype(np.uint16).tofile(data / "train.bin")
+    rng.integers(0, 100, 1000).astype(np.uint16).tofile(data / "val.bin")
+    (data / "meta.json").write_text(json.dumps({"vocab_size": 100}))
+    assert run_inprocess(tmp_path / "r", "data=tokens", f"data.dir={data}") == 0
+    assert run_inprocess(tmp_path / "r", "data=synthetic", "optim=adamw") == 0
+    by_data = {summary(d)["data"]: summary(d) for d in run_dirs(tmp_path / "r")}
+    assert by_data["tokens"]["status"] == "completed"
+    assert by_data["tokens"]["loss_floor"] is None
+    assert by_data["tokens"]["data_info"] == {"train_tokens": 5000, "val_tokens": 1000}
+    # one repeated random batch: the model memorises it, the loss falls fast
+    assert by_data["synthetic"]["final_train_loss"] < math.log(128)
+
+
+def test_grad_accumulation_matches_the_full_batch(tmp_path):
+    """batch 8 in one micro-batch or in 4 micro-batches of 2: the same updates (fp32 noise)."""
+    assert run_inprocess(tmp_path / "a", "optim=adamw", "train.steps=10") == 0
+    assert run_inprocess(tmp_path / "b", "optim=adamw", "train.steps=10", "train.grad_accum=4") == 0
+    (a,), (b,) = run_dirs(tmp_path / "a"), run_dirs(tmp_path / "b")
+    la = [r["loss"] for r in metrics(a)]
+    lb = [r["loss"] for r in metrics(b)]
+    assert la == pytest.approx(lb, rel=1e-4)
