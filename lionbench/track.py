@@ -141,13 +141,22 @@ def wandb_mode(mode: str) -> str:
     return mode
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class WandbLogger:
-    """Mirrors metrics.jsonl to W&B as `<split>/<metric>`. Any W&B error prints one warning and
-    turns W&B off for the rest of the run: W&B problems never stop training."""
+    """Mirrors metrics.jsonl to W&B as `<split>/<metric>`. W&B problems never stop training:
+    if online W&B cannot start, the run logs to W&B offline files instead (`wandb sync` uploads
+    them later) and later runs in this process go straight to offline; any other W&B error prints
+    one warning and turns W&B off for the rest of the run."""
+
+    online_failed = False  # shared by the runs of one process (a multirun)
 
     def __init__(self, cfg: dict[str, Any], run_dir: Path, name: str) -> None:
         self.run: Any = None
@@ -155,27 +164,48 @@ class WandbLogger:
         mode = wandb_mode(wb["mode"])
         if mode == "disabled":
             return
+        if mode == "online" and WandbLogger.online_failed:
+            mode = "offline"
         try:
             import wandb
-
-            self.run = wandb.init(
-                project=wb["project"],
-                entity=wb["entity"],
-                name=name,
-                group=cfg.get("sweep_name"),
-                tags=list(wb["tags"] or []),
-                config=cfg,
-                dir=str(run_dir),
-                mode=mode,
-                reinit="finish_previous",
-                settings=wandb.Settings(silent=True, console="off", init_timeout=30),
-            )
         except Exception as e:
             self._fail(e)
+            return
+        kwargs = dict(
+            project=wb["project"],
+            entity=wb["entity"],
+            name=name,
+            group=cfg.get("sweep_name"),
+            tags=list(wb["tags"] or []),
+            config=cfg,
+            dir=str(run_dir),
+            reinit="finish_previous",
+        )
+        timeout = float(wb.get("init_timeout", 30))
+        try:
+            self.run = wandb.init(
+                mode=mode,
+                **kwargs,
+                settings=wandb.Settings(silent=True, console="off", init_timeout=timeout),
+            )
+        except Exception as e:
+            if mode != "online":
+                self._fail(e)
+                return
+            WandbLogger.online_failed = True
+            warn(
+                f"W&B online failed ({_one_line(e)}); logging to offline W&B files in "
+                f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
+            )
+            try:
+                self.run = wandb.init(
+                    mode="offline", **kwargs, settings=wandb.Settings(silent=True, console="off")
+                )
+            except Exception as e2:
+                self._fail(e2)
 
     def _fail(self, e: BaseException) -> None:
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        warn(f"W&B disabled for this run ({type(e).__name__}: {first_line})")
+        warn(f"W&B disabled for this run ({_one_line(e)})")
         self.run = None
 
     def log(self, record: dict[str, Any]) -> None:

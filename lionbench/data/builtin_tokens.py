@@ -166,8 +166,8 @@ def load(lang: TokenLanguage, length: int, n_train: int, n_val: int) -> BuiltinT
             with np.load(path) as z:
                 info = json.loads(str(z["info"]))
                 return BuiltinTokens(z["train"], z["val"], float(z["floor"]), info)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a torn or foreign cache file: make it again
+        except Exception:  # a torn, empty or foreign cache file: make it again
+            path.unlink(missing_ok=True)
     chain = build_chain(lang)
     rng = np.random.Generator(np.random.PCG64([lang.seed, 1]))
     train = generate(lang, chain, n_train, length, rng).astype(np.uint16)

@@ -46,7 +46,7 @@ def check_dir(path: str, block_size: int, vocab_size: int) -> dict[str, Any]:
         size = f.stat().st_size
         if size % 2:
             raise UserError(f"{f} has an odd byte length ({size}): not a uint16 token file")
-        if size // 2 < block_size + 2:
+        if size // 2 < block_size + 1:
             raise UserError(
                 f"{f} has {size // 2} tokens, fewer than one window of "
                 f"{block_size + 1} (recipe.model.block_size={block_size})"

@@ -27,10 +27,12 @@ def check_impl(optim_cfg: Any, device: torch.device) -> None:
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     params = [p for p in model.parameters() if p.requires_grad]
-    return [
+    groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    # An empty group would crash lion-pytorch's foreach step (torch._foreach_* on no tensors).
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(optim_cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
