@@ -31,8 +31,9 @@ def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, capsys)
     from lionbench.track import WandbLogger
 
     monkeypatch.setattr(WandbLogger, "online_failed", False)
-    code = run_inprocess(tmp_path, "logger.wandb.mode=online", "logger.wandb.init_timeout=5",
-                         "train.steps=10")
+    code = run_inprocess(
+        tmp_path, "logger.wandb.mode=online", "logger.wandb.init_timeout=5", "train.steps=10"
+    )
     assert code == 0
     (d,) = run_dirs(tmp_path)
     assert summary(d)["status"] == "completed"
