@@ -15,6 +15,9 @@ from omegaconf import DictConfig
 from lionbench import config
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
 
+# Resolvers must exist wherever a job runs, including a launcher's worker processes.
+config.register_resolvers()
+
 # Statuses of the jobs this process ran (basic launcher); read by `main` for the exit code.
 _results: list[tuple[str, int]] = []
 
@@ -54,7 +57,6 @@ def main(args: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
-    config.register_resolvers()
     _results.clear()
     sys.argv = ["lionbench", *args]
     _job()

@@ -323,6 +323,12 @@ def train(
         means = {k: float(v) / len(data.eval) for k, v in sums.items()}  # one sync per metric
         return {**means, **recipe.eval_metrics(means)}
 
+    initial = evaluate()  # the loss at initialisation: where every curve starts
+    record = {"step": 0, "split": "val", **initial, "time_s": 0.0, "examples": 0}
+    rundir.log(record)
+    wandb.log(record)
+    progress.print(f"step 0: val loss {initial['loss']:.4f}")
+    best_val, best_val_step = initial["loss"], 0
     model.train()
     clock.resume(0)
     while step < steps:

@@ -88,3 +88,33 @@ def test_hydra_cfg_job_prints_the_config_and_runs_nothing(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "name: adamw" in res.stdout and "lr: 0.003" in res.stdout  # the small scale's AdamW lr
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_prepare_then_train_on_the_token_files(tmp_path):
+    text = tmp_path / "book.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(f'{{"text": "document {i}: hello lion"}}' for i in range(20)))
+    out = tmp_path / "tok"
+    res = run_cli("prepare", "text", str(text), str(docs), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert f"data.dir={out}" in res.stdout
+    res = run_cli(
+        "run",
+        *SMOKE,
+        "data=tokens",
+        f"data.dir={out}",
+        "recipe.model.vocab_size=257",
+        f"results_dir={tmp_path / 'r'}",
+    )
+    assert res.returncode == 0, res.stderr
+    (d,) = run_dirs(tmp_path / "r")
+    s = summary(d)
+    assert s["data"] == "tokens" and s["status"] == "completed"
+    assert s["final_val_loss"] < s["n_params"]  # finite, and recorded
+
+
+def test_run_help_is_hydras():
+    res = run_cli("run", "--help")
+    assert res.returncode == 0
+    assert "recipe: gpt2" in res.stdout and "optim: adamw, lion" in res.stdout

@@ -66,10 +66,11 @@ def test_run_directory_contract(pair):
         train = [r for r in records if r["split"] == "train"]
         val = [r for r in records if r["split"] == "val"]
         assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]  # log_interval 5
-        assert [r["step"] for r in val] == [10, 20, 30]  # eval_interval 10
+        assert [r["step"] for r in val] == [0, 10, 20, 30]  # at init, then every 10
         assert s["final_train_loss"] == pytest.approx(train[-1]["loss"])
         assert s["final_val_loss"] == pytest.approx(val[-1]["loss"])
         assert s["best_val_loss"] == pytest.approx(min(r["loss"] for r in val))
+        assert val[0]["loss"] == pytest.approx(math.log(128), abs=0.1)  # uniform at init
         assert all(r["ppl"] == pytest.approx(math.exp(r["loss"])) for r in val)
         times = [r["time_s"] for r in train]
         assert times == sorted(times) and times[0] > 0
