@@ -284,8 +284,12 @@ def validate(cfg: Any) -> None:
     _real(t.grad_clip, "train.grad_clip", low=0.0)
     for key in ("log_interval", "eval_interval", "eval_batches"):
         _integer(t[key], f"train.{key}", low=1)
-    if t.target_loss is not None:
-        _real(t.target_loss, "train.target_loss")
+    if t.target is not None:
+        _real(t.target, "train.target")
+    if not isinstance(t.target_metric, str) or not t.target_metric:
+        raise UserError(f"train.target_metric must be a metric name, got {t.target_metric!r}")
+    if t.ema_decay is not None:
+        _real(t.ema_decay, "train.ema_decay", low=0.0, high=1.0, high_open=True)
     if t.diverge_loss is not None:
         _real(t.diverge_loss, "train.diverge_loss", low=0.0, low_open=True)
     _integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0)

@@ -9,7 +9,9 @@ optimizer, the schedule, precision, compilation, timing, logging and the run dir
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ class BatchStream(Protocol):
 @dataclass
 class Data:
     train: BatchStream
-    eval: list[Any]  # fixed eval batches: the same for every run, seed and optimizer
+    eval: Iterable[Any]  # fixed eval batches (re-iterable): the same for every run and optimizer
     loss_floor: float | None = None  # best achievable loss on this data, when known exactly
     info: dict[str, Any] = field(default_factory=dict)  # recorded in the summary
 
@@ -41,6 +43,10 @@ class Recipe:
 
     #: tokens in one example (sequence models), for tokens/s; None when not meaningful
     tokens_per_example: int | None = None
+    #: eval metrics where higher is better (for steps-to-target), e.g. {"top1"}
+    higher_is_better: frozenset[str] = frozenset()
+    #: whether the harness should use channels-last memory format on CUDA (convolutional nets)
+    channels_last: bool = False
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -72,6 +78,13 @@ class Recipe:
     def flops_per_example(self, model: torch.nn.Module) -> float | None:
         """Training FLOPs (forward + backward) per example, for MFU; None when unknown."""
         return None
+
+    def finalize(
+        self, model: torch.nn.Module, run_dir: Path, device: torch.device
+    ) -> dict[str, Path]:
+        """After a completed run (untimed): write artifacts such as sample images into run_dir;
+        returns {name: path}. Images are also logged to W&B."""
+        return {}
 
 
 def load_recipe(cfg: DictConfig) -> Recipe:

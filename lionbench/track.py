@@ -218,6 +218,16 @@ class WandbLogger:
         except Exception as e:
             self._fail(e)
 
+    def log_image(self, name: str, path: Path, step: int) -> None:
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            self.run.log({f"media/{name}": wandb.Image(str(path))}, step=step)
+        except Exception as e:
+            self._fail(e)
+
     def finish(self, summary: dict[str, Any], exit_code: int) -> None:
         if self.run is None:
             return

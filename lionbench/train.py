@@ -10,6 +10,7 @@ device synchronize, so that timing excludes logging, evaluation and the warmup s
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
 import platform
@@ -258,6 +259,63 @@ def peak_flops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
+class EMA:
+    """Exponential moving average of the weights (DDPM-style), updated on the device after each
+    optimizer step with one foreach lerp and evaluated separately from the raw weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._src = [p for p in model.parameters()]
+        self._dst = [p for p in self.model.parameters()]
+        self._source_model = model
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self._dst, [p.detach() for p in self._src], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def synced(self) -> torch.nn.Module:
+        """The averaged model, with buffers (e.g. BatchNorm statistics) copied from the source."""
+        for dst, src in zip(self.model.buffers(), self._source_model.buffers(), strict=True):
+            dst.copy_(src)
+        return self.model
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, recipe: Recipe, batches: Any, autocast: Any) -> dict:
+    """Mean loss and metrics over the fixed eval batches; one host sync per metric at the end."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    with autocast:
+        for batch in batches:
+            loss, metrics = recipe.loss(model, batch)
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0) + v.detach().float()
+            n += 1
+    model.train(was_training)
+    means = {k: float(v) / n for k, v in sums.items()}
+    return {**means, **recipe.eval_metrics(means)}
+
+
+class Target:
+    """Steps- and time-to-target on one eval metric (lower is better unless the recipe says)."""
+
+    def __init__(self, metric: str, value: float | None, higher_is_better: bool) -> None:
+        self.metric, self.value, self.higher = metric, value, higher_is_better
+        self.step: int | None = None
+        self.time_s: float | None = None
+
+    def observe(self, metrics: dict[str, float], step: int, time_s: float) -> None:
+        if self.value is None or self.step is not None or self.metric not in metrics:
+            return
+        x = metrics[self.metric]
+        if math.isfinite(x) and (x >= self.value if self.higher else x <= self.value):
+            self.step, self.time_s = step, time_s
+
+
 def train(
     cfg: DictConfig, recipe: Recipe, device: torch.device, rundir: RunDir, wandb: WandbLogger
 ) -> dict[str, Any]:
@@ -272,13 +330,15 @@ def train(
         model = recipe.build_model()
     init_hash = tensor_hash(list(model.state_dict().values()))
     n_params = sum(p.numel() for p in model.parameters())
-    model.to(device)
+    channels_last = device.type == "cuda" and recipe.channels_last
+    model.to(device, memory_format=torch.channels_last if channels_last else None)
     data = recipe.build_data(int(t.batch_size), micro_batch, device, derive_seed(seed, "data"))
-    torch.manual_seed(derive_seed(seed, "noise"))  # dropout and other in-loss randomness
+    torch.manual_seed(derive_seed(seed, "noise"))  # dropout, diffusion noise: in-loss randomness
 
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = (
@@ -287,6 +347,7 @@ def train(
     optimizer = build_optimizer(cfg.optim, model)
     scheduler = build_scheduler(optimizer, cfg.sched, steps)
     step_model = torch.compile(model) if cfg.compile else model
+    ema = EMA(model, float(t.ema_decay)) if t.ema_decay else None
     flops = recipe.flops_per_example(model)
 
     label = f"{cfg.recipe.name}/{cfg.optim.name}"
@@ -296,40 +357,44 @@ def train(
         f"impl={cfg.optim.impl} lr={cfg.optim.lr:.3g} wd={cfg.optim.weight_decay:.3g} "
         f"seed={seed} batch={t.batch_size} device={device} -> {rundir.path}"
     )
-    if data.loss_floor is not None:
-        progress.print(f"loss floor of this data: {data.loss_floor:.4f}")
+    floor_note = f" (floor {data.loss_floor:.4f})" if data.loss_floor is not None else ""
 
     clock = Clock(device, int(cfg.timing.warmup_steps))
     opt_timer = OptStepTimer(device)
     opt_every = int(cfg.timing.opt_step_every)
+    target = Target(str(t.target_metric), t.target, str(t.target_metric) in recipe.higher_is_better)
     diverge_loss = t.diverge_loss
     loss_sum = torch.zeros((), device=device)
     micro_in_window = 0
     first_batch_hash = None
     status, diverged_at = "completed", None
-    final_train = final_val = best_val = best_val_step = None
-    steps_to_target = time_to_target = None
-    step = 0
+    final_train = None
 
-    def evaluate() -> dict[str, float]:
-        step_model.eval()
-        sums: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), autocast:
-            for batch in data.eval:
-                loss, metrics = recipe.loss(step_model, batch)
-                for k, v in {"loss": loss, **metrics}.items():
-                    sums[k] = sums.get(k, 0) + v.detach().float()
-        step_model.train()
-        means = {k: float(v) / len(data.eval) for k, v in sums.items()}  # one sync per metric
-        return {**means, **recipe.eval_metrics(means)}
+    def log_eval(step: int) -> dict[str, float]:
+        ev = evaluate(step_model, recipe, data.eval, autocast)
+        if ema is not None:
+            ev.update(
+                {
+                    f"ema_{k}": v
+                    for k, v in evaluate(ema.synced(), recipe, data.eval, autocast).items()
+                }
+            )
+        record = {
+            "step": step,
+            "split": "val",
+            **ev,
+            "time_s": clock.train_s,
+            "examples": step * int(t.batch_size),
+        }
+        rundir.log(record)
+        wandb.log(record)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in ev.items() if k != "loss")
+        progress.print(f"step {step}: val loss {ev['loss']:.4f}{floor_note}  {shown}".rstrip())
+        return ev
 
-    initial = evaluate()  # the loss at initialisation: where every curve starts
-    record = {"step": 0, "split": "val", **initial, "time_s": 0.0, "examples": 0}
-    rundir.log(record)
-    wandb.log(record)
-    progress.print(f"step 0: val loss {initial['loss']:.4f}")
-    best_val, best_val_step = initial["loss"], 0
+    history = [(0, log_eval(0))]  # (step, metrics); step 0: where every curve starts
     model.train()
+    step = 0
     clock.resume(0)
     while step < steps:
         batch = data.train.next()
@@ -349,6 +414,8 @@ def train(
                 optimizer.step()
         else:
             optimizer.step()
+        if ema is not None:
+            ema.update()
         last_lr = optimizer.param_groups[0]["lr"]  # the lr this update used
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -360,7 +427,6 @@ def train(
             continue
         clock.pause(step)  # --- window edge: everything until resume() is untimed ---
         opt_timer.collect()
-        examples = step * int(t.batch_size)
         if do_log:
             final_train = loss_sum.item() / micro_in_window
             loss_sum.zero_()
@@ -373,47 +439,31 @@ def train(
                 "loss": final_train,
                 "lr": last_lr,
                 "time_s": clock.train_s,
-                "examples": examples,
+                "examples": step * int(t.batch_size),
             }
             rundir.log(record)
             wandb.log(record)
             rate = clock.window_steps / clock.window_s if clock.window_s else None
-            progress.update(step, loss=final_train, lr=record["lr"], steps_per_s=rate)
+            progress.update(step, loss=final_train, lr=last_lr, steps_per_s=rate)
             if not math.isfinite(final_train) or final_train > diverge_loss:
                 status, diverged_at = "diverged", step
         if do_eval and status != "diverged":
-            ev = evaluate()
-            record = {
-                "step": step,
-                "split": "val",
-                **ev,
-                "time_s": clock.train_s,
-                "examples": examples,
-            }
-            rundir.log(record)
-            wandb.log(record)
-            final_val = ev["loss"]
-            if not math.isfinite(final_val):
+            history.append((step, log_eval(step)))
+            target.observe(history[-1][1], step, clock.train_s)
+            if not math.isfinite(history[-1][1]["loss"]):
                 status, diverged_at = "diverged", step
-            elif best_val is None or final_val < best_val:
-                best_val, best_val_step = final_val, step
-            if (
-                t.target_loss is not None
-                and steps_to_target is None
-                and math.isfinite(final_val)
-                and final_val <= t.target_loss
-            ):
-                steps_to_target, time_to_target = step, clock.train_s
-            progress.print(
-                f"step {step}: val loss {final_val:.4f}"
-                + (f" (floor {data.loss_floor:.4f})" if data.loss_floor else "")
-            )
         if status == "diverged":
             progress.print(f"diverged at step {step}: train loss {final_train}")
             break
         clock.resume(step)
     progress.close()
 
+    artifacts = recipe.finalize(model, rundir.path, device) if status == "completed" else {}
+    for name, path in artifacts.items():
+        wandb.log_image(name, path, step)
+    last_eval = history[-1][1]
+    finite = [(ev["loss"], s) for s, ev in history if math.isfinite(ev["loss"])]
+    best_val, best_step = min(finite) if finite else (None, None)
     steps_per_s = (
         clock.window_steps / clock.window_s
         if clock.window_s
@@ -425,11 +475,7 @@ def train(
     peak_mem, peak_kind = peak_memory(device)
     peak = peak_flops(device)
     mfu = examples_per_s * flops / peak if examples_per_s and flops and peak else None
-    gap = (
-        final_val - data.loss_floor
-        if final_val is not None and data.loss_floor is not None
-        else None
-    )
+    final_val = last_eval["loss"]
     return {
         "status": status,
         "steps": step,
@@ -437,12 +483,16 @@ def train(
         "final_train_loss": final_train,
         "final_val_loss": final_val,
         "best_val_loss": best_val,
-        "best_val_step": best_val_step,
+        "best_val_step": best_step,
+        "final_val_metrics": {k: v for k, v in last_eval.items() if not k.startswith("ema_")},
+        "final_ema_val_metrics": {k[4:]: v for k, v in last_eval.items() if k.startswith("ema_")}
+        or None,
         "loss_floor": data.loss_floor,
-        "gap_to_floor": gap,
-        "target_loss": t.target_loss,
-        "steps_to_target": steps_to_target,
-        "time_to_target_s": time_to_target,
+        "gap_to_floor": final_val - data.loss_floor if data.loss_floor is not None else None,
+        "target_metric": target.metric,
+        "target": target.value,
+        "steps_to_target": target.step,
+        "time_to_target_s": target.time_s,
         "steps_per_s": steps_per_s,
         "examples_per_s": examples_per_s,
         "tokens_per_s": (
@@ -462,5 +512,6 @@ def train(
         "n_params": n_params,
         "init_state_hash": init_hash,
         "first_batch_hash": first_batch_hash,
+        "artifacts": {k: str(v) for k, v in artifacts.items()},
         "data_info": data.info,
     }

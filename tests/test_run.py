@@ -46,8 +46,8 @@ SUMMARY_KEYS = {
 def pair(tmp_path_factory):
     """Lion and AdamW on the same seed, smoke scale."""
     results = tmp_path_factory.mktemp("pair")
-    assert run_inprocess(results, "optim=lion", "train.target_loss=4.0") == 0
-    assert run_inprocess(results, "optim=adamw", "train.target_loss=4.0") == 0
+    assert run_inprocess(results, "optim=lion", "train.target=4.0") == 0
+    assert run_inprocess(results, "optim=adamw", "train.target=4.0") == 0
     dirs = {summary(d)["optim"]: d for d in run_dirs(results)}
     assert set(dirs) == {"lion", "adamw"}
     return dirs
@@ -111,7 +111,7 @@ def test_same_seed_same_weights_and_batches(pair, tmp_path):
 
 
 def test_same_config_twice_gives_identical_metrics(pair, tmp_path):
-    assert run_inprocess(tmp_path, "optim=lion", "train.target_loss=4.0") == 0
+    assert run_inprocess(tmp_path, "optim=lion", "train.target=4.0") == 0
     again = run_dirs(tmp_path)[0]
     assert again.name == pair["lion"].name  # the directory name is derived from the config
 
@@ -124,7 +124,7 @@ def test_same_config_twice_gives_identical_metrics(pair, tmp_path):
 def test_finished_run_is_skipped(pair, capsys):
     results = pair["lion"].parent.parent
     before = (pair["lion"] / "summary.json").read_text()
-    assert run_inprocess(results, "optim=lion", "train.target_loss=4.0") == 0
+    assert run_inprocess(results, "optim=lion", "train.target=4.0") == 0
     assert "already completed" in capsys.readouterr().out
     assert (pair["lion"] / "summary.json").read_text() == before
 
