@@ -181,7 +181,7 @@ def git_revision() -> str | None:
 def tensor_hash(tensors: list[torch.Tensor]) -> str:
     h = hashlib.sha256()
     for t in tensors:
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -458,7 +458,8 @@ def train(
         clock.resume(step)
     progress.close()
 
-    artifacts = recipe.finalize(model, rundir.path, device) if status == "completed" else {}
+    final_model = ema.synced() if ema is not None else model  # samples from the EMA weights
+    artifacts = recipe.finalize(final_model, rundir.path, device) if status == "completed" else {}
     for name, path in artifacts.items():
         wandb.log_image(name, path, step)
     last_eval = history[-1][1]
