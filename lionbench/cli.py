@@ -44,6 +44,77 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(run_main(list(ctx.args)))
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def sweep(
+    ctx: typer.Context,
+    ratios: Annotated[
+        str, typer.Option(help="Lion lr/wd ratios r: lr = adamw.lr / r, wd = adamw.wd * r.")
+    ] = "3,5,10",
+    seeds: Annotated[
+        str, typer.Option(help="Seeds, each run by every optimizer setting.")
+    ] = "0,1,2",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Sweep name: W&B group and report label (default <recipe>-<scale>-ratio-sweep)."
+        ),
+    ] = None,
+    launcher: Annotated[
+        str,
+        typer.Option(help="basic (one run after another) or joblib (parallel local processes)."),
+    ] = "basic",
+) -> None:
+    """Lion at several lr/wd ratios against the recipe's AdamW baseline, over seeds.
+
+    Extra arguments are Hydra overrides for every run (recipe=vit scale=smoke ...), including
+    hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
+    only when a run failed.
+    """
+    from lionbench.sweep import parse_list, run_sweep
+
+    try:
+        ratio_values = parse_list(ratios, "--ratios", float)
+        seed_values = parse_list(seeds, "--seeds", int)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    raise typer.Exit(run_sweep(ratio_values, seed_values, name, launcher, list(ctx.args)))
+
+
+@app.command()
+def report(
+    results: Annotated[
+        list[Path] | None, typer.Argument(help="Results directories (default: results).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write report.md, report.html, CSV, Parquet and PNG plots here."),
+    ] = None,
+    target: Annotated[
+        list[float] | None,
+        typer.Option(help="Val-loss target for steps- and time-to-target (repeatable)."),
+    ] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Config key (dotted) that also distinguishes optimizer arms (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """Tables, plots and a verdict on the paper's claims from run directories."""
+    from lionbench.report import report as make_report
+
+    try:
+        make_report(results or [Path("results")], out, list(target or []), list(by or []))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if out is not None:
+        print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG plots")
+
+
 @app.command("list")
 def list_() -> None:
     """Show the recipes, optimizers and implementations, scales, data sources and schedules."""

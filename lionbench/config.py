@@ -307,6 +307,12 @@ def _user_error_in_chain(e: BaseException) -> UserError | None:
     return None
 
 
+def check_positive_ints(node: Any, keys: Iterable[str], prefix: str) -> None:
+    """Recipes use this for their size settings: each `prefix.key` must be an integer >= 1."""
+    for key in keys:
+        _integer(node[key], f"{prefix}.{key}", low=1)
+
+
 def _choice(value: Any, name: str, accepted: Iterable[str]) -> None:
     accepted = list(accepted)
     if value not in accepted:

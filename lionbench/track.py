@@ -40,6 +40,13 @@ def run_name(cfg: dict[str, Any], device_type: str) -> str:
     )
 
 
+def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
+    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`."""
+    return (
+        Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / run_name(cfg, device_type)
+    )
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same directory and rename: never half-written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -34,7 +34,7 @@ from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, UserError
 from lionbench.optim import build_optimizer, check_impl, state_bytes
 from lionbench.optim.schedule import build_scheduler
 from lionbench.recipe import Recipe, load_recipe
-from lionbench.track import RunDir, WandbLogger, run_name
+from lionbench.track import RunDir, WandbLogger, run_dir_path
 
 EXIT_CODES = {"completed": EXIT_OK, "diverged": EXIT_DIVERGED, "failed": EXIT_FAILED}
 # Dense bf16 peak FLOP/s for MFU (vendor datasheets, SXM parts).
@@ -82,8 +82,8 @@ def run(cfg: DictConfig) -> RunResult:
     check_impl(cfg.optim, device)
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    name = run_name(plain, device.type)
-    rundir = RunDir(Path(cfg.results_dir).expanduser() / cfg.recipe.name / name)
+    rundir = RunDir(run_dir_path(plain, device.type))
+    name = rundir.path.name
 
     status = rundir.finished_status()
     if status is not None:

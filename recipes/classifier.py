@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lionbench.config import check_positive_ints
 from lionbench.data import images
 from lionbench.errors import UserError
 from lionbench.flops import training_flops_per_example
@@ -23,11 +24,7 @@ class ImageClassifierRecipe(Recipe):
 
     def check(self) -> None:
         image = self.cfg.recipe.image
-        for key in ("resolution", "num_classes"):
-            if isinstance(image[key], bool) or not isinstance(image[key], int) or image[key] < 1:
-                raise UserError(
-                    f"recipe.image.{key} must be a positive integer, got {image[key]!r}"
-                )
+        check_positive_ints(image, ("resolution", "num_classes"), "recipe.image")
         if self.cfg.data.source == "imagefolder":
             info = images.check_image_folder(self.cfg.data.root)
             if info["num_classes"] > image.num_classes:

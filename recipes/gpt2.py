@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lionbench.config import check_positive_ints
 from lionbench.data import builtin_tokens, tokens
 from lionbench.data.stream import RandomBatches, RepeatedBatch
 from lionbench.errors import UserError
@@ -119,9 +120,9 @@ class GPT2Recipe(Recipe):
 
     def check(self) -> None:
         m = self.model_cfg
-        for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-            if isinstance(m[key], bool) or not isinstance(m[key], int) or m[key] < 1:
-                raise UserError(f"recipe.model.{key} must be a positive integer, got {m[key]!r}")
+        check_positive_ints(
+            m, ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"), "recipe.model"
+        )
         if m.n_embd % m.n_head:
             raise UserError(
                 f"recipe.model.n_embd ({m.n_embd}) must be divisible by "
@@ -139,11 +140,8 @@ class GPT2Recipe(Recipe):
                 )
             if not 0.0 <= b.new_prob <= 1.0:
                 raise UserError(f"recipe.builtin.new_prob must be in [0, 1], got {b.new_prob}")
-            for key in ("successors", "block_len", "train_sequences", "val_sequences"):
-                if not isinstance(b[key], int) or b[key] < 1:
-                    raise UserError(
-                        f"recipe.builtin.{key} must be a positive integer, got {b[key]!r}"
-                    )
+            keys = ("successors", "block_len", "train_sequences", "val_sequences")
+            check_positive_ints(b, keys, "recipe.builtin")
         elif source == "tokens":
             tokens.check_dir(self.cfg.data.dir, m.block_size, m.vocab_size)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torchvision.models.vision_transformer import VisionTransformer
 
+from lionbench.config import check_positive_ints
 from lionbench.errors import UserError
 from lionbench.recipes.classifier import ImageClassifierRecipe
 
@@ -16,9 +17,8 @@ class ViTRecipe(ImageClassifierRecipe):
     def check(self) -> None:
         super().check()
         m, r = self.cfg.recipe.model, self.cfg.recipe.image.resolution
-        for key in ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim"):
-            if isinstance(m[key], bool) or not isinstance(m[key], int) or m[key] < 1:
-                raise UserError(f"recipe.model.{key} must be a positive integer, got {m[key]!r}")
+        keys = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
+        check_positive_ints(m, keys, "recipe.model")
         if r % m.patch_size:
             raise UserError(
                 f"recipe.image.resolution ({r}) must be divisible by "

@@ -1,0 +1,152 @@
+"""`lionbench sweep`: Lion at several lr/wd ratios against the recipe's AdamW baseline, over seeds.
+
+It is two Hydra multiruns through `lionbench run -m` (AdamW x seeds, then Lion x ratios x seeds),
+so any Hydra launcher works and every run is an ordinary run directory: finished runs are skipped,
+unfinished ones start over, and one run that diverges or fails never stops the others. At the end
+it accounts for every run it asked for, from the run directories themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lionbench import config
+from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
+
+LAUNCHERS = ("basic", "joblib")
+RESERVED = ("optim", "optim.ratio", "seed", "sweep_name")
+
+
+def parse_list(text: str, name: str, kind: type) -> list[Any]:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(
+            f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r}"
+        ) from None
+    if not values:
+        raise UserError(f"{name} is empty")
+    if kind is float and any(v <= 0 for v in values):
+        raise UserError(f"{name} must be > 0, got {text!r} (Lion's lr = adamw.lr / ratio)")
+    if kind is int and any(v < 0 for v in values):
+        raise UserError(f"{name} must be >= 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{name} has repeated values: {text!r}")
+    return values
+
+
+def plan(
+    ratios: list[float], seeds: list[int], name: str | None, launcher: str, overrides: list[str]
+) -> tuple[str, list[list[str]]]:
+    """The sweep name and the `lionbench run` argument lists of its multiruns."""
+    if launcher not in LAUNCHERS:
+        raise UserError(
+            f"unknown --launcher '{launcher}' (accepted: {', '.join(LAUNCHERS)}; "
+            f"or pass hydra/launcher=... as an override)"
+        )
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key in RESERVED:
+            raise UserError(f"'{o}': sweep sets {key} itself (use --ratios and --seeds)")
+    if name is None:
+        cfg = config.compose(list(overrides))
+        name = f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep"
+    common = ["-m", *overrides, f"seed={','.join(map(str, seeds))}", f"sweep_name={name}"]
+    if launcher == "joblib":
+        common.append("hydra/launcher=joblib")
+    ratio_list = ",".join(f"{r:g}" for r in ratios)
+    return name, [[*common, "optim=adamw"], [*common, "optim=lion", f"optim.ratio={ratio_list}"]]
+
+
+def expected_runs(jobs: list[list[str]]) -> list[tuple[dict[str, Any], Path]]:
+    """Every (resolved config, run directory) the multiruns will produce."""
+    from omegaconf import OmegaConf
+
+    from lionbench.track import run_dir_path
+    from lionbench.train import resolve_device
+
+    runs = []
+    for args in jobs:
+        _, overrides = config.split_args(args)
+        for job in config.expand_overrides(overrides, multirun=True):
+            cfg = config.compose(job)
+            config.validate(cfg)
+            plain = OmegaConf.to_container(cfg, resolve=True)
+            runs.append((plain, run_dir_path(plain, resolve_device(cfg.device).type)))
+    return runs
+
+
+def status_of(run_dir: Path) -> str:
+    from lionbench.track import RunDir
+
+    summary = RunDir(run_dir).read_summary()
+    if summary is None:
+        return "partial" if run_dir.exists() else "missing"
+    return str(summary.get("status", "partial"))
+
+
+def run_sweep(
+    ratios: list[float], seeds: list[int], name: str | None, launcher: str, overrides: list[str]
+) -> int:
+    from lionbench import app
+
+    try:
+        name, jobs = plan(ratios, seeds, name, launcher, overrides)
+        for args in jobs:
+            app.precheck(args)
+        runs = expected_runs(jobs)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    before = {d: status_of(d) for _, d in runs}
+    print(
+        f"sweep {name}: {len(runs)} runs ({len(seeds)} AdamW, {len(ratios) * len(seeds)} Lion "
+        f"at ratios {', '.join(f'{r:g}' for r in ratios)}); "
+        f"{sum(s in ('completed', 'diverged') for s in before.values())} already finished",
+        flush=True,
+    )
+    for args in jobs:
+        app.main(args)
+    return account(name, runs, before)
+
+
+def account(name: str, runs: list[tuple[dict[str, Any], Path]], before: dict[Path, str]) -> int:
+    """One screen: what ran, what was skipped, what diverged or failed, and where it all is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep {name}", title_justify="left")
+    for col in ("optim", "ratio", "seed", "status", "run directory"):
+        table.add_column(col)
+    counts: Counter[str] = Counter()
+    for cfg, d in runs:
+        status = status_of(d)
+        if before[d] in ("completed", "diverged") and status == before[d]:
+            shown = f"skipped ({status})"
+            counts["skipped"] += 1
+        else:
+            shown = status
+            counts[status] += 1
+        ratio = f"{cfg['optim']['ratio']:g}" if cfg["optim"]["name"] == "lion" else "-"
+        style = {"failed": "red", "diverged": "yellow", "partial": "red", "missing": "red"}
+        table.add_row(
+            cfg["optim"]["name"],
+            ratio,
+            str(cfg["seed"]),
+            f"[{style.get(status, 'green')}]{shown}[/]",
+            str(d),
+        )
+    console = Console()
+    console.print(table)
+    order = ("completed", "skipped", "diverged", "failed", "partial", "missing")
+    console.print("  ".join(f"{k}: {counts[k]}" for k in order if counts[k] or k in order[:4]))
+    roots = sorted({str(d.parent) for _, d in runs})
+    console.print(
+        f"results in {', '.join(roots)}; report with: lionbench report "
+        f"{' '.join(sorted({str(d.parent.parent) for _, d in runs}))}"
+    )
+    bad = counts["failed"] + counts["partial"] + counts["missing"]
+    return EXIT_FAILED if bad else EXIT_OK
