@@ -26,6 +26,8 @@ import yaml
 from lionbench.errors import UserError
 from lionbench.track import atomic_write_text, read_metrics
 
+# libyaml's C parser when present: reading 1,000 configs is the report's largest cost.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Keys that make an arm, not a setting: they are removed before hashing the setting.
 OPTIMIZER_KEYS = ("optim", "seed", "results_dir", "logger", "sweep_name")
 RECIPE_OPTIMIZER_KEYS = ("adamw", "lion")
@@ -57,14 +59,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _setting_of(cfg: dict[str, Any], device: str | None) -> tuple[str, dict[str, Any]]:
+def _setting_of(cfg: dict[str, Any]) -> str:
+    """Hash of the config without optimizer settings and seed (the device is added later)."""
     rest = {k: v for k, v in cfg.items() if k not in OPTIMIZER_KEYS}
     rest["recipe"] = {
         k: v for k, v in rest.get("recipe", {}).items() if k not in RECIPE_OPTIMIZER_KEYS
     }
-    rest["device"] = device
-    digest = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
-    return digest[:8], rest
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -73,7 +74,7 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
     for d in find_run_dirs(roots):
         row: dict[str, Any] = {"run_dir": str(d)}
         try:
-            cfg = yaml.safe_load((d / "config.yaml").read_text())
+            cfg = yaml.load((d / "config.yaml").read_text(), Loader=YAML_LOADER)
             if not isinstance(cfg, dict) or "optim" not in cfg or "recipe" not in cfg:
                 raise ValueError("not a lionbench config")
         except (OSError, ValueError, yaml.YAMLError) as e:
@@ -91,7 +92,7 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
             summary["status"] = "partial"
         flat = _flatten(cfg)
         o = cfg["optim"]
-        setting, _ = _setting_of(cfg, summary.get("device"))
+        setting = _setting_of(cfg)
         row.update(
             {
                 "recipe": cfg["recipe"].get("name"),
@@ -169,9 +170,29 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
     ):
         if col in runs:
             runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    runs["setting"] = _with_device(runs)
     runs["arm"] = _arm_labels(runs, by)
     curves_df = pd.DataFrame(curves, columns=["run_dir", "step", "loss", "time_s"])
     return runs, curves_df
+
+
+def _with_device(runs: pd.DataFrame) -> pd.Series:
+    """A CPU result is not a GPU result: the device splits settings. An unfinished run (no
+    summary, so no device) joins its config's setting when that setting ran on one device."""
+    if "setting" not in runs:
+        return pd.Series([None] * len(runs), index=runs.index)
+    devices = runs.dropna(subset=["device"]).groupby("setting")["device"].unique()
+    keys = []
+    for _, r in runs.iterrows():
+        if not isinstance(r.get("setting"), str):
+            keys.append(None)
+            continue
+        device = r.get("device")
+        if not isinstance(device, str):
+            known = devices.get(r["setting"], [])
+            device = known[0] if len(known) == 1 else "unknown"
+        keys.append(f"{r['setting']}-{device}")
+    return pd.Series(keys, index=runs.index)
 
 
 def _arm_labels(runs: pd.DataFrame, by: list[str]) -> list[str]:
@@ -513,6 +534,7 @@ def make_plots(s: Setting, curves: pd.DataFrame, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     done = s.runs[s.runs["status"] == "completed"]
     if done.empty:
@@ -573,9 +595,10 @@ def make_plots(s: Setting, curves: pd.DataFrame, out: Path) -> None:
                 base["final_val_loss"],
                 color="tab:orange",
                 ls="--",
-                label=f"AdamW {base['arm']} (mean ± std)",
+                label=f"{base['arm']} (mean ± std)",
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(sw["ratio"], [f"{r:g}" for r in sw["ratio"]])
         ax.set_xlabel("ratio r  (Lion lr = AdamW lr / r, wd = AdamW wd × r)")
         ax.set_ylabel("final val loss")
@@ -682,7 +705,7 @@ def _fmt(df: pd.DataFrame) -> pd.DataFrame:
 def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
     bad = runs[runs["status"] != "completed"]
     cols = ["status", "recipe", "arm", "seed", "diverged_at_step", "error", "run_dir"]
-    return _fmt(bad[[c for c in cols if c in bad]].fillna("-"))
+    return _fmt(bad[[c for c in cols if c in bad]].astype(object).fillna("-"))
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -709,16 +732,14 @@ def render(settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, 
         for w in s.warnings:
             md += [f"> warning: {w}", ""]
             body.append(f"<p class=warn>warning: {html.escape(w)}</p>")
-        md += [
-            "Runs compared: "
-            + ", ".join(
-                f"{arm} (seeds {g})"
-                for arm, g in zip(
-                    s.optimizers.get("arm", []), s.optimizers.get("seeds", []), strict=True
-                )
-            ),
-            "",
-        ]
+        compared = "Runs compared: " + ", ".join(
+            f"{arm} (seeds {g})"
+            for arm, g in zip(
+                s.optimizers.get("arm", []), s.optimizers.get("seeds", []), strict=True
+            )
+        )
+        md += [compared, ""]
+        body.append(f"<p>{html.escape(compared)}</p>")
         for title, table in display_tables(s).items():
             md += [f"### {title}", "", markdown_table(table), ""]
             body.append(f"<h3>{html.escape(title)}</h3>" + table.to_html(index=False, border=0))

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import hashlib
 import math
+import os
 import platform
 import resource
 import statistics
@@ -100,7 +101,8 @@ def run(cfg: DictConfig) -> RunResult:
         summary.update(train(cfg, recipe, device, rundir, wandb))
     except Exception as e:
         (rundir.path / "error.log").write_text(traceback.format_exc())
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}")
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        summary.update(status="failed", error=f"{type(e).__name__}: {first_line}")
         print(
             f"run failed: {summary['error']} (traceback in {rundir.path / 'error.log'})",
             file=sys.stderr,
@@ -151,6 +153,8 @@ def identity_fields(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]
         "torch_version": torch.__version__,
         "lionbench_version": lionbench.__version__,
         "git_rev": git_revision(),
+        "hostname": platform.node(),
+        "pid": os.getpid(),
     }
 
 

@@ -26,7 +26,7 @@ class ImageClassifierRecipe(Recipe):
         image = self.cfg.recipe.image
         check_positive_ints(image, ("resolution", "num_classes"), "recipe.image")
         if self.cfg.data.source == "imagefolder":
-            info = images.check_image_folder(self.cfg.data.root)
+            info = images.check_image_folder(self.cfg.data.root, int(self.cfg.train.batch_size))
             if info["num_classes"] > image.num_classes:
                 raise UserError(
                     f"{self.cfg.data.root} has {info['num_classes']} classes but the model has "

@@ -48,7 +48,7 @@ class UNetRecipe(Recipe):
                 f"recipe.diffusion.timesteps must be an integer >= 2, got {d.timesteps!r}"
             )
         if self.cfg.data.source == "imagefolder":
-            images.check_image_folder(self.cfg.data.root)
+            images.check_image_folder(self.cfg.data.root, int(self.cfg.train.batch_size))
 
     def build_model(self) -> nn.Module:
         from diffusers import UNet2DModel

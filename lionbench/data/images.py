@@ -31,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALISATIONS = ("imagenet", "symmetric")
 
 
-def check_image_folder(root: str) -> dict[str, Any]:
+def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
     """Validate `root/train` and `root/val` class folders; return class names and counts."""
     base = Path(str(root)).expanduser()
     if not base.is_dir():
@@ -76,6 +76,11 @@ def check_image_folder(root: str) -> dict[str, Any]:
                 f"{base}/val classes differ from {base}/train classes "
                 f"({len(names)} vs {len(classes)}); they must be the same folders"
             )
+    if info["train_images"] < batch_size:
+        raise UserError(
+            f"{base / 'train'} has {info['train_images']} images, fewer than one "
+            f"batch (train.batch_size={batch_size})"
+        )
     info["classes"] = classes
     info["num_classes"] = len(classes or [])
     return info
