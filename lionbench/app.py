@@ -60,8 +60,17 @@ def main(args: list[str]) -> int:
     _results.clear()
     sys.argv = ["lionbench", *args]
     _job()
-    if not _results:
+    flags, _ = config.split_args(args)
+    if any(f in config.PASSTHROUGH_FLAGS for f in flags):
         return EXIT_OK
-    if len(_results) == 1:
-        return _results[0][1]
-    return EXIT_FAILED if any(status == "failed" for status, _ in _results) else EXIT_OK
+    multirun = "-m" in flags or "--multirun" in flags
+    if not multirun:
+        return _results[0][1] if _results else EXIT_OK
+    if not _results:  # the launcher ran the jobs in other processes: read their run directories
+        from lionbench.sweep import expected_runs, status_of
+
+        statuses = [status_of(d) for _, d in expected_runs([args])]
+    else:
+        statuses = [status for status, _ in _results]
+    bad = {"failed", "partial", "missing", "bad_input"}
+    return EXIT_FAILED if any(status in bad for status in statuses) else EXIT_OK

@@ -118,3 +118,27 @@ def test_run_help_is_hydras():
     res = run_cli("run", "--help")
     assert res.returncode == 0
     assert "recipe: gpt2" in res.stdout and "optim: adamw, lion" in res.stdout
+
+
+def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):
+    """Token ids above the model's vocabulary (and no meta.json to catch it early) make each run
+    fail inside joblib's worker processes; the parent reads the run directories."""
+    import numpy as np
+
+    data = tmp_path / "tokens"
+    data.mkdir()
+    np.full(500, 1000, dtype=np.uint16).tofile(data / "train.bin")  # vocab is 128 at smoke
+    np.full(200, 1000, dtype=np.uint16).tofile(data / "val.bin")
+    res = run_cli(
+        "run",
+        "-m",
+        *SMOKE,
+        "hydra/launcher=joblib",
+        "data=tokens",
+        f"data.dir={data}",
+        "optim=lion,adamw",
+        f"results_dir={tmp_path / 'r'}",
+    )
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    statuses = {summary(d)["status"] for d in run_dirs(tmp_path / "r")}
+    assert statuses == {"failed"}
