@@ -566,13 +566,8 @@ def make_plots(s: Setting, curves: pd.DataFrame, out: Path) -> None:
         ax.set_ylabel("val loss")
         ax.set_title(f"val loss by {xlabel}: mean, min-max over seeds\n{s.label}", fontsize=9)
         _zoom(ax, c["loss"], floor)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        path = out / f"curves_{'step' if axis == 'step' else 'time'}_{s.key}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        s.plots[f"val loss by {xlabel}"] = path
+        name = f"curves_{'step' if axis == 'step' else 'time'}_{s.key}.png"
+        _save(fig, out / name, s, f"val loss by {xlabel}")
     if len(s.sweep) >= 2:
         fig, ax = plt.subplots(figsize=(6, 4))
         sw = s.sweep.sort_values("ratio")
@@ -603,13 +598,19 @@ def make_plots(s: Setting, curves: pd.DataFrame, out: Path) -> None:
         ax.set_xlabel("ratio r  (Lion lr = AdamW lr / r, wd = AdamW wd × r)")
         ax.set_ylabel("final val loss")
         ax.set_title(f"Lion's lr/wd ratio\n{s.label}", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        path = out / f"ratio_sweep_{s.key}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        s.plots["ratio sweep"] = path
+        _save(fig, out / f"ratio_sweep_{s.key}.png", s, "ratio sweep")
+
+
+def _save(fig: Any, path: Path, s: Setting, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax = fig.axes[0]
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    s.plots[title] = path
 
 
 def _zoom(ax: Any, losses: pd.Series, floor: pd.Series) -> None:
