@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 prepare_app = typer.Typer(help="Turn local data into the files recipes read.", no_args_is_help=True)
 app.add_typer(prepare_app, name="prepare")
+bench_app = typer.Typer(
+    help="Microbenchmarks of lionbench's building blocks.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
 
 
 @app.command(
@@ -113,6 +117,45 @@ def report(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if out is not None:
         print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG plots")
+
+
+@bench_app.command("optim")
+def bench_optim(
+    params: Annotated[
+        str,
+        typer.Option(
+            help="gpt2-124m, resnet50, vit-b16 (every tensor of the "
+            "model) or flat:N (one tensor of N)."
+        ),
+    ] = "gpt2-124m",
+    impls: Annotated[
+        str, typer.Option(help="Comma-separated optim:impl list (default: all that run here).")
+    ] = "",
+    steps: Annotated[int, typer.Option(help="Timed steps per repeat.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation).")] = 3,
+    repeats: Annotated[
+        int,
+        typer.Option(help="Repeats; the table gives the median and the spread of their medians."),
+    ] = 3,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the rows to a .csv or .json.")
+    ] = None,
+) -> None:
+    """Time optimizer.step() for every Lion and AdamW implementation on real model shapes."""
+    from lionbench import bench
+
+    try:
+        bench.check_out(out)
+        chosen = [i for i in impls.split(",") if i] or bench.default_impls(device)
+        rows = bench.bench_optim(params, chosen, steps, warmup, repeats, device)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    bench.print_table(rows)
+    if out is not None:
+        bench.write(rows, out)
+        print(f"wrote {out}")
 
 
 @app.command("list")

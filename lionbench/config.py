@@ -20,7 +20,14 @@ from lionbench.errors import UserError
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 OPTIMIZER_IMPLS: dict[str, tuple[str, ...]] = {
-    "lion": ("lion_pytorch_foreach", "lion_pytorch", "lion_pytorch_triton"),
+    "lion": (
+        "lionbench",
+        "lionbench_bf16",
+        "lionbench_eager",
+        "lion_pytorch_foreach",
+        "lion_pytorch",
+        "lion_pytorch_triton",
+    ),
     "adamw": ("fused", "foreach", "loop"),
 }
 SCHEDULES = ("cosine", "linear", "rsqrt", "constant")

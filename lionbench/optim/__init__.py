@@ -49,8 +49,21 @@ def build_optimizer(optim_cfg: Any, model: torch.nn.Module) -> torch.optim.Optim
 def build_lion(
     impl: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float]
 ) -> torch.optim.Optimizer:
-    """lion-pytorch's implementations. Its `decoupled_weight_decay` stays False: with it, wd is
-    divided by the initial lr, which is not the published rule."""
+    """lionbench's own Lion (`lionbench*`: lionbench/optim/lion.py) or lion-pytorch's, whose
+    `decoupled_weight_decay` stays False: with it, wd is divided by the initial lr, which is not
+    the published rule."""
+    if impl.startswith("lionbench"):
+        import torch
+
+        from lionbench.optim.lion import Lion
+
+        return Lion(
+            groups,
+            lr=lr,
+            betas=betas,
+            momentum_dtype=torch.bfloat16 if impl == "lionbench_bf16" else None,
+            compiled=impl != "lionbench_eager",
+        )
     if impl == "lion_pytorch":
         from lion_pytorch import Lion
 

@@ -1,0 +1,228 @@
+"""`lionbench bench optim`: the time of one `optimizer.step()`, per implementation.
+
+Parameters are shaped like a real model's (every tensor of GPT-2 124M, ResNet-50 or ViT-B/16,
+built on the meta device for their shapes) or one flat tensor. Each implementation gets fresh fp32
+parameters on the device and two sets of random gradients used in turn (so caches do not
+flatter), warms up, then times every step between device synchronizations; the median and the
+spread are reported with the effective bandwidth under the bytes-moved model of REFERENCES.md
+(Lion reads p, g, m and writes p, m: 20 bytes per parameter, 16 with bf16 momentum; AdamW also
+reads and writes v: 28) and as a fraction of the streaming bandwidth measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from lionbench.errors import UserError
+
+PARAM_SETS = ("gpt2-124m", "resnet50", "vit-b16", "flat:N")
+IMPLS = {
+    "lion:lionbench": 20,
+    "lion:lionbench_bf16": 16,
+    "lion:lionbench_eager": 20,
+    "lion:lion_pytorch_foreach": 20,
+    "lion:lion_pytorch": 20,
+    "lion:lion_pytorch_triton": 20,
+    "adamw:fused": 28,
+    "adamw:foreach": 28,
+    "adamw:loop": 28,
+}
+BASELINE = "adamw:fused"
+
+
+def default_impls(device_name: str) -> list[str]:
+    """Every implementation that can run on this device (Triton's needs CUDA)."""
+    cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    return [i for i in IMPLS if cuda or i != "lion:lion_pytorch_triton"]
+
+
+def param_shapes(name: str) -> list[tuple[int, ...]]:
+    """The parameter shapes of a model (built on the meta device: no memory, no init)."""
+    with torch.device("meta"):
+        if name == "gpt2-124m":
+            from lionbench.recipes.gpt2 import GPT
+
+            model: torch.nn.Module = GPT(12, 12, 768, 1024, 50304)
+        elif name == "resnet50":
+            from torchvision.models import resnet50
+
+            model = resnet50()
+        elif name == "vit-b16":
+            from torchvision.models import vit_b_16
+
+            model = vit_b_16()
+        elif name.startswith("flat:"):
+            try:
+                n = int(float(name.split(":", 1)[1]))
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise UserError(f"--params {name}: flat:N needs a positive size N (e.g. flat:1e8)")
+            return [(n,)]
+        else:
+            raise UserError(f"unknown --params '{name}' (accepted: {', '.join(PARAM_SETS)})")
+    return [tuple(p.shape) for p in model.parameters()]
+
+
+def memory_bandwidth(device: torch.device, n_bytes: int, repeats: int = 10) -> float:
+    """The device's measured streaming bandwidth (bytes moved per second): the best median of an
+    in-place scale (a *= 1: one read, one write) and an in-place add (a += eps * b: two reads,
+    one write), on arrays too large for caches. It is the ceiling an optimizer step can
+    approach."""
+    n = max(1, n_bytes // 4)
+    a, b = torch.rand(n, device=device), torch.rand(n, device=device)
+    best = 0.0
+    # In place, as an optimizer step writes: no write-allocate reads inflate the traffic.
+    for op, moved in ((lambda: a.mul_(1.0), 8), (lambda: a.add_(b, alpha=1e-3), 12)):
+        times = []
+        for _ in range(repeats + 2):
+            sync(device)
+            t0 = time.perf_counter()
+            op()
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        best = max(best, moved * n / statistics.median(times[2:]))
+    return best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_impl(
+    impl: str,
+    shapes: list[tuple[int, ...]],
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    seed: int = 0,
+) -> list[float]:
+    """Seconds of each timed optimizer.step()."""
+    from lionbench.optim import build_adamw, build_lion, check_impl
+
+    optim, _, variant = impl.partition(":")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s, device=device, generator=gen)) for s in shapes]
+    grads = [[torch.randn(s, device=device, generator=gen) for s in shapes] for _ in range(2)]
+    groups = [{"params": params, "weight_decay": 0.1}]
+    if optim == "lion":
+        check_impl(SimpleNamespace(name=optim, impl=variant), device)
+        opt = build_lion(variant, groups, 1e-4, (0.9, 0.99))
+    else:
+        opt = build_adamw(variant, groups, 1e-4, (0.9, 0.999), 1e-8)
+    times = []
+    for i in range(warmup + steps):
+        for p, g in zip(params, grads[i % 2], strict=True):
+            p.grad = g
+        sync(device)
+        t0 = time.perf_counter()
+        opt.step()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    del opt, params, grads
+    return times
+
+
+def bench_optim(
+    params: str, impls: list[str], steps: int, warmup: int, repeats: int, device_name: str
+) -> list[dict[str, Any]]:
+    from lionbench.train import resolve_device
+
+    unknown = [i for i in impls if i not in IMPLS]
+    if unknown:
+        raise UserError(f"unknown --impls '{unknown[0]}' (accepted: {', '.join(IMPLS)})")
+    if steps < 1 or warmup < 0 or repeats < 1:
+        raise UserError("--steps and --repeats must be >= 1, --warmup >= 0")
+    device = resolve_device(device_name)
+    shapes = param_shapes(params)
+    n = sum(math.prod(s) for s in shapes)
+    bandwidth = memory_bandwidth(device, 1 << 28)  # 256 MB arrays
+    rows = []
+    for impl in impls:
+        medians = []
+        for r in range(repeats):
+            times = time_impl(impl, shapes, device, steps, warmup, seed=r)
+            medians.append(statistics.median(times))
+        ms = statistics.median(medians) * 1e3
+        gbps = IMPLS[impl] * n / (ms / 1e3) / 1e9
+        rows.append(
+            {
+                "params": params,
+                "n_params": n,
+                "n_tensors": len(shapes),
+                "impl": impl,
+                "ms_per_step": ms,
+                "ms_min": min(medians) * 1e3,
+                "ms_max": max(medians) * 1e3,
+                "repeats": repeats,
+                "steps": steps,
+                "bytes_per_param": IMPLS[impl],
+                "effective_gb_s": gbps,
+                "bandwidth_gb_s": bandwidth / 1e9,
+                "fraction_of_bandwidth": gbps / (bandwidth / 1e9),
+                "device": str(device),
+                "torch_version": torch.__version__,
+            }
+        )
+    base = next((r["ms_per_step"] for r in rows if r["impl"] == BASELINE), None)
+    for r in rows:
+        r["vs_adamw_fused"] = r["ms_per_step"] / base if base else None
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    first = rows[0]
+    table = Table(
+        title=f"optimizer.step() on {first['params']} ({first['n_params']:,} params in "
+        f"{first['n_tensors']} tensors), {first['device']}; measured bandwidth "
+        f"{first['bandwidth_gb_s']:.1f} GB/s",
+        title_justify="left",
+    )
+    table.add_column("impl", no_wrap=True)
+    for col in (
+        "ms/step (median)",
+        "min-max over repeats",
+        "GB/s (model)",
+        "of measured bw",
+        "vs AdamW fused",
+    ):
+        table.add_column(col)
+    for r in sorted(rows, key=lambda r: r["ms_per_step"]):
+        table.add_row(
+            r["impl"],
+            f"{r['ms_per_step']:.2f}",
+            f"{r['ms_min']:.2f}-{r['ms_max']:.2f}",
+            f"{r['effective_gb_s']:.1f}",
+            f"{r['fraction_of_bandwidth']:.0%}",
+            "-" if r["vs_adamw_fused"] is None else f"{r['vs_adamw_fused']:.2f}",
+        )
+    Console().print(table)
+
+
+def check_out(out: Path | None) -> None:
+    if out is not None and (out.suffix not in (".csv", ".json") or not out.parent.is_dir()):
+        raise UserError(f"--out {out}: give a .csv or .json file in an existing directory")
+
+
+def write(rows: list[dict[str, Any]], out: Path) -> None:
+    from lionbench.track import atomic_write_text
+
+    if out.suffix == ".json":
+        atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
+    elif out.suffix == ".csv":
+        import pandas as pd
+
+        atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))
