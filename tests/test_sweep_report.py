@@ -197,3 +197,20 @@ def test_report_bad_input(tmp_path):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = run_cli("report", str(tmp_path))
     assert res.returncode == 2 and "no run directories" in res.stderr
+
+
+def test_submitit_local_launcher(tmp_path):
+    """The cluster path through Hydra's submitit plugin, with its local executor."""
+    res = run_cli(
+        "sweep",
+        *TINY,
+        f"results_dir={tmp_path}",
+        "--ratios",
+        "3",
+        "--seeds",
+        "0",
+        "hydra/launcher=submitit_local",
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(summary(d)["status"] for d in run_dirs(tmp_path)) == ["completed"] * 2
+    assert "completed: 2" in res.stdout
