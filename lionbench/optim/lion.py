@@ -39,6 +39,25 @@ def _update(
     m.copy_((mf * beta2 + gf * (1.0 - beta2)).to(m.dtype))
 
 
+def _foreach_update(
+    ps: list[torch.Tensor],
+    gs: list[torch.Tensor],
+    ms: list[torch.Tensor],
+    lr: float,
+    wd: float,
+    beta1: float,
+    beta2: float,
+) -> None:
+    """The same rule over many small tensors at once: a few multi-tensor kernels, where one
+    compiled call per tiny tensor would cost more in launches than in memory traffic."""
+    c = torch._foreach_lerp(ms, gs, 1.0 - beta1)
+    torch._foreach_sign_(c)
+    if wd:
+        torch._foreach_mul_(ps, 1.0 - lr * wd)
+    torch._foreach_add_(ps, c, alpha=-lr)
+    torch._foreach_lerp_(ms, gs, 1.0 - beta2)
+
+
 _compiled: Callable[..., None] | None = None
 
 
@@ -51,7 +70,8 @@ def compiled_update() -> Callable[..., None]:
 
 
 class Lion(torch.optim.Optimizer):
-    """Lion (Chen et al. 2023) with a compiled one-pass update; `compiled=False` runs the same
+    """Lion (Chen et al. 2023) with a compiled one-pass update per large tensor and multi-tensor
+    kernels for the tensors below `fuse_below` elements; `compiled=False` runs the same
     arithmetic eagerly (several passes), for machines where torch.compile cannot run."""
 
     def __init__(
@@ -62,6 +82,7 @@ class Lion(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         momentum_dtype: torch.dtype | None = None,
         compiled: bool = True,
+        fuse_below: int = 1 << 17,
     ) -> None:
         if not lr > 0.0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -69,6 +90,7 @@ class Lion(torch.optim.Optimizer):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
         self.momentum_dtype = momentum_dtype
+        self.fuse_below = fuse_below  # smaller tensors go through _foreach_update together
         self.update = compiled_update() if compiled else _update
         self._scalars: dict[tuple[Any, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -109,7 +131,8 @@ class Lion(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            beta1, beta2 = (float(b) for b in group["betas"])
+            small: dict[tuple[Any, Any], list[list[torch.Tensor]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -118,9 +141,19 @@ class Lion(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(
                         p, dtype=self.momentum_dtype or p.dtype, memory_format=torch.preserve_format
                     )
+                m = state["exp_avg"]
+                if p.numel() < self.fuse_below and m.dtype == p.dtype == p.grad.dtype:
+                    lists = small.setdefault((p.device, p.dtype), [[], [], []])
+                    for lst, t in zip(lists, (p, p.grad, m), strict=True):
+                        lst.append(t)
+                    continue
                 lr, wd = self._lr_wd(group, p.device, p.dtype)
-                tensors = (p, p.grad, state["exp_avg"])
+                tensors = (p, p.grad, m)
                 if all(t.is_contiguous() for t in tensors):  # one kernel for every size
                     tensors = tuple(t.view(-1) for t in tensors)
-                self._apply(*tensors, lr, wd, float(beta1), float(beta2))
+                self._apply(*tensors, lr, wd, beta1, beta2)
+            for ps, gs, ms in small.values():
+                _foreach_update(
+                    ps, gs, ms, float(group["lr"]), float(group["weight_decay"]), beta1, beta2
+                )
         return loss
