@@ -8,6 +8,7 @@ starts, so that it is one line, exit code 2 and nothing written.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -37,39 +38,56 @@ def _job(cfg: DictConfig) -> int:
     return result.exit_code
 
 
-def precheck(args: list[str]) -> None:
-    """Compose and validate every job the arguments describe; raise UserError on the first bad."""
+def precheck(args: list[str]) -> list[DictConfig] | None:
+    """Compose and validate every job the arguments describe; raise UserError on the first bad.
+    Returns the composed configs, or None for Hydra's print-only flags (--cfg, --help, ...)."""
+    from lionbench.recipe import load_recipe
+
     flags, overrides = config.split_args(args)
-    if any(f in config.PASSTHROUGH_FLAGS for f in flags):
-        return
-    multirun = "-m" in flags or "--multirun" in flags
-    for job in config.expand_overrides(overrides, multirun):
+    if config.is_passthrough(flags):
+        return None
+    cfgs = []
+    for job in config.expand_overrides(overrides, config.is_multirun(flags)):
         cfg = config.compose(job)
         config.validate(cfg)
-        from lionbench.recipe import load_recipe
-
         load_recipe(cfg).check()
+        cfgs.append(cfg)
+    return cfgs
 
 
-def main(args: list[str]) -> int:
-    try:
-        precheck(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+def run_dirs(cfgs: list[DictConfig]) -> list[tuple[dict, Path]]:
+    """(resolved config, run directory) of each checked config, as `train.run` will name it."""
+    from omegaconf import OmegaConf
+
+    from lionbench.track import run_dir_path
+    from lionbench.train import resolve_device
+
+    out = []
+    for cfg in cfgs:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        out.append((plain, run_dir_path(plain, resolve_device(cfg.device).type)))
+    return out
+
+
+def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
+    """Run `lionbench run ARGS`; `checked` is precheck(args) when the caller already ran it."""
+    if checked is None:
+        try:
+            checked = precheck(args)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
     _results.clear()
     sys.argv = ["lionbench", *args]
     _job()
-    flags, _ = config.split_args(args)
-    if any(f in config.PASSTHROUGH_FLAGS for f in flags):
+    if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
-    multirun = "-m" in flags or "--multirun" in flags
-    if not multirun:
+    if not config.is_multirun(config.split_args(args)[0]):
         return _results[0][1] if _results else EXIT_OK
     if not _results:  # the launcher ran the jobs in other processes: read their run directories
-        from lionbench.sweep import expected_runs, status_of
+        from lionbench.sweep import status_of
 
-        statuses = [status_of(d) for _, d in expected_runs([args])]
+        statuses = [status_of(d) for _, d in run_dirs(checked)]
     else:
         statuses = [status for status, _ in _results]
     bad = {"failed", "partial", "missing", "bad_input"}

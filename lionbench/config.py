@@ -70,6 +70,14 @@ FLAGS_WITH_VALUE = {
 }
 
 
+def is_passthrough(flags: Sequence[str]) -> bool:
+    return any(f in PASSTHROUGH_FLAGS for f in flags)
+
+
+def is_multirun(flags: Sequence[str]) -> bool:
+    return "-m" in flags or "--multirun" in flags
+
+
 def choices(group: str) -> list[str]:
     """Names of the configs in a config group (the yaml files of conf/<group>/)."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))

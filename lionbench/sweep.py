@@ -61,24 +61,6 @@ def plan(
     return name, [[*common, "optim=adamw"], [*common, "optim=lion", f"optim.ratio={ratio_list}"]]
 
 
-def expected_runs(jobs: list[list[str]]) -> list[tuple[dict[str, Any], Path]]:
-    """Every (resolved config, run directory) the multiruns will produce."""
-    from omegaconf import OmegaConf
-
-    from lionbench.track import run_dir_path
-    from lionbench.train import resolve_device
-
-    runs = []
-    for args in jobs:
-        _, overrides = config.split_args(args)
-        for job in config.expand_overrides(overrides, multirun=True):
-            cfg = config.compose(job)
-            config.validate(cfg)
-            plain = OmegaConf.to_container(cfg, resolve=True)
-            runs.append((plain, run_dir_path(plain, resolve_device(cfg.device).type)))
-    return runs
-
-
 def status_of(run_dir: Path) -> str:
     from lionbench.track import RunDir
 
@@ -95,9 +77,8 @@ def run_sweep(
 
     try:
         name, jobs = plan(ratios, seeds, name, launcher, overrides)
-        for args in jobs:
-            app.precheck(args)
-        runs = expected_runs(jobs)
+        checked = [app.precheck(args) or [] for args in jobs]
+        runs = [run for cfgs in checked for run in app.run_dirs(cfgs)]
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -108,8 +89,8 @@ def run_sweep(
         f"{sum(s in ('completed', 'diverged') for s in before.values())} already finished",
         flush=True,
     )
-    for args in jobs:
-        app.main(args)
+    for args, cfgs in zip(jobs, checked, strict=True):
+        app.main(args, cfgs)
     return account(name, runs, before)
 
 

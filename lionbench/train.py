@@ -54,7 +54,6 @@ class RunResult:
     status: str  # completed | diverged | failed
     run_dir: Path
     summary: dict[str, Any]
-    skipped: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -89,7 +88,7 @@ def run(cfg: DictConfig) -> RunResult:
     status = rundir.finished_status()
     if status is not None:
         print(f"already {status}: {rundir.path} (nothing to train)", flush=True)
-        return RunResult(status, rundir.path, rundir.read_summary() or {}, skipped=True)
+        return RunResult(status, rundir.path, rundir.read_summary() or {})
 
     rundir.start(OmegaConf.to_yaml(plain))
     wandb = WandbLogger(plain, rundir.path, name)
@@ -270,13 +269,13 @@ class EMA:
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._src = [p for p in model.parameters()]
+        self._src = [p.detach() for p in model.parameters()]  # views of the live weights
         self._dst = [p for p in self.model.parameters()]
         self._source_model = model
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self._dst, [p.detach() for p in self._src], 1.0 - self.decay)
+        torch._foreach_lerp_(self._dst, self._src, 1.0 - self.decay)
 
     @torch.no_grad()
     def synced(self) -> torch.nn.Module:

@@ -155,18 +155,15 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
     assert "injected failure" in report_mod.problem_table(setting.runs)["error"].iloc[0]
 
 
-def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
-    res = run_cli(
-        "sweep",
-        *TINY,
-        f"results_dir={tmp_path}",
-        "--ratios",
-        "3",
-        "--seeds",
-        "0,1",
-        "--launcher",
-        "joblib",
+def sweep_cli(results, seeds, *extra):
+    """`lionbench sweep` at ratio 3 in a subprocess."""
+    return run_cli(
+        "sweep", *TINY, f"results_dir={results}", "--ratios", "3", "--seeds", seeds, *extra
     )
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    res = sweep_cli(tmp_path, "0,1", "--launcher", "joblib")
     assert res.returncode == 0, res.stderr
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 4
@@ -201,16 +198,7 @@ def test_report_bad_input(tmp_path):
 
 def test_submitit_local_launcher(tmp_path):
     """The cluster path through Hydra's submitit plugin, with its local executor."""
-    res = run_cli(
-        "sweep",
-        *TINY,
-        f"results_dir={tmp_path}",
-        "--ratios",
-        "3",
-        "--seeds",
-        "0",
-        "hydra/launcher=submitit_local",
-    )
+    res = sweep_cli(tmp_path, "0", "hydra/launcher=submitit_local")
     assert res.returncode == 0, res.stderr
     assert sorted(summary(d)["status"] for d in run_dirs(tmp_path)) == ["completed"] * 2
     assert "completed: 2" in res.stdout

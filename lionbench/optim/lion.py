@@ -133,6 +133,7 @@ class Lion(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = (float(b) for b in group["betas"])
             small: dict[tuple[Any, Any], list[list[torch.Tensor]]] = {}
+            filled: dict[tuple[Any, Any], tuple[torch.Tensor, torch.Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -147,7 +148,9 @@ class Lion(torch.optim.Optimizer):
                     for lst, t in zip(lists, (p, p.grad, m), strict=True):
                         lst.append(t)
                     continue
-                lr, wd = self._lr_wd(group, p.device, p.dtype)
+                if (p.device, p.dtype) not in filled:  # once per group and step
+                    filled[(p.device, p.dtype)] = self._lr_wd(group, p.device, p.dtype)
+                lr, wd = filled[(p.device, p.dtype)]
                 tensors = (p, p.grad, m)
                 if all(t.is_contiguous() for t in tensors):  # one kernel for every size
                     tensors = tuple(t.view(-1) for t in tensors)
