@@ -51,8 +51,43 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
         cfg = config.compose(job)
         config.validate(cfg)
         load_recipe(cfg).check()
+        check_dist(cfg)
         cfgs.append(cfg)
+    check_run_dirs(cfgs)
     return cfgs
+
+
+def check_dist(cfg: DictConfig) -> None:
+    """DDP splits every step's batch evenly over the ranks, then into micro-batches."""
+    nproc = cfg.dist.nproc
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise UserError(f"dist.nproc must be an integer >= 1, got {nproc!r}")
+    ranks = distributed_world(nproc)
+    per_rank = ranks * int(cfg.train.grad_accum)
+    if int(cfg.train.batch_size) % per_rank:
+        raise UserError(
+            f"train.batch_size {cfg.train.batch_size} must be divisible by {ranks} ranks x "
+            f"train.grad_accum {cfg.train.grad_accum} = {per_rank}"
+        )
+
+
+def distributed_world(nproc: int) -> int:
+    """The ranks a run will have: torchrun's WORLD_SIZE when already inside it, else nproc."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", nproc))
+
+
+def check_run_dirs(cfgs: list[DictConfig]) -> None:
+    """What earlier attempts left must be usable: a readable summary.json of this very run and
+    a loadable checkpoint.pt, or the user is told which file to delete."""
+    from lionbench import checkpoint
+    from lionbench.track import RunDir
+
+    for _, path in run_dirs(cfgs):
+        if path.is_dir():
+            RunDir(path).check()
+            checkpoint.check(path / checkpoint.FILENAME)
 
 
 def run_dirs(cfgs: list[DictConfig]) -> list[tuple[dict, Path]]:
@@ -77,9 +112,20 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
+    from lionbench.checkpoint import Interrupted
+
     _results.clear()
     sys.argv = ["lionbench", *args]
-    _job()
+    try:
+        _job()
+    except Interrupted as e:
+        print(
+            f"interrupted by signal {e.signum} at step {e.step}: checkpoint saved in {e.run_dir}; "
+            f"run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        return e.exit_code
     if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
     if not config.is_multirun(config.split_args(args)[0]):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 # Keys that decide where results go or how they are reported, not what is computed.
-NOT_IDENTITY = ("results_dir", "logger", "sweep_name")
+NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
 FINISHED = ("completed", "diverged")
 
 
@@ -76,8 +76,9 @@ def json_safe(value: Any) -> Any:
 class RunDir:
     """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: bool = True) -> None:
         self.path = path
+        self.writer = writer  # False on DDP ranks other than 0: they read, never write
         self.config = path / "config.yaml"
         self.metrics = path / "metrics.jsonl"
         self.summary = path / "summary.json"
@@ -89,28 +90,63 @@ class RunDir:
             return None
         return data if isinstance(data, dict) else None
 
+    def check(self) -> None:
+        """Refuse a summary.json that cannot be this run's: unreadable, or naming another run."""
+        from lionbench.errors import UserError
+
+        if not self.summary.exists():
+            return
+        fix = "delete it to run this config again"
+        try:
+            data = json.loads(self.summary.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{self.summary} is corrupt ({_one_line(e)}); {fix}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise UserError(f"{self.summary} is not a lionbench summary (no status); {fix}")
+        if Path(str(data.get("run_dir", ""))).name != self.path.name:
+            raise UserError(
+                f"{self.summary} belongs to another run ({data.get('run_dir')!r}); {fix}"
+            )
+
     def finished_status(self) -> str | None:
         summary = self.read_summary()
         status = summary.get("status") if summary else None
         return status if status in FINISHED else None
 
-    def start(self, config_yaml: str) -> None:
-        """Create the directory, dropping what an unfinished earlier attempt left."""
-        if self.path.exists():
+    def start(self, config_yaml: str, keep_metrics_bytes: int | None = None) -> None:
+        """Create the directory. A fresh start drops what an unfinished earlier attempt left; a
+        resumed one keeps the metrics its checkpoint covers (the first `keep_metrics_bytes`
+        bytes) and drops the records written after the checkpoint, which will be logged again."""
+        if not self.writer:
+            return
+        if self.path.exists() and keep_metrics_bytes is None:
             for leftover in (self.metrics, self.summary, self.path / "wandb"):
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
                 else:
                     leftover.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
+        for torn in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
+            torn.unlink(missing_ok=True)
         atomic_write_text(self.config, config_yaml)
+        if keep_metrics_bytes is not None:
+            with self.metrics.open("a") as f:
+                f.truncate(keep_metrics_bytes)
         self._metrics_file = self.metrics.open("a")
 
+    def metrics_bytes(self) -> int:
+        """How much of metrics.jsonl is written (flushed after every record)."""
+        return self._metrics_file.tell() if self.writer else 0
+
     def log(self, record: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         self._metrics_file.write(json.dumps(json_safe(record)) + "\n")
         self._metrics_file.flush()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_text(self.summary, json.dumps(json_safe(summary), indent=2) + "\n")
 
     def close(self) -> None:
@@ -165,7 +201,9 @@ class WandbLogger:
 
     online_failed = False  # shared by the runs of one process (a multirun)
 
-    def __init__(self, cfg: dict[str, Any], run_dir: Path, name: str) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], run_dir: Path, name: str, resume_id: str | None = None
+    ) -> None:
         self.run: Any = None
         wb = cfg["logger"]["wandb"]
         mode = wandb_mode(wb["mode"])
@@ -188,6 +226,8 @@ class WandbLogger:
             dir=str(run_dir),
             reinit="finish_previous",
         )
+        if resume_id:  # a resumed run continues its W&B run
+            kwargs.update(id=resume_id, resume="allow")
         timeout = float(wb.get("init_timeout", 30))
         try:
             self.run = wandb.init(
@@ -232,6 +272,27 @@ class WandbLogger:
             import wandb
 
             self.run.log({f"media/{name}": wandb.Image(str(path))}, step=step)
+        except Exception as e:
+            self._fail(e)
+
+    @classmethod
+    def off(cls) -> WandbLogger:
+        """A logger that logs nothing (DDP ranks other than 0)."""
+        logger = cls.__new__(cls)
+        logger.run = None
+        return logger
+
+    @property
+    def run_id(self) -> str | None:
+        return getattr(self.run, "id", None)
+
+    def preempted(self) -> None:
+        """Close the W&B run so that the resumed process can continue it."""
+        if self.run is None:
+            return
+        try:
+            self.run.mark_preempting()
+            self.run.finish(exit_code=1)
         except Exception as e:
             self._fail(e)
 

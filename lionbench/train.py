@@ -30,14 +30,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import lionbench
-from lionbench import console
+from lionbench import checkpoint, console, distributed
 from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, UserError
 from lionbench.optim import build_optimizer, check_impl, state_bytes
 from lionbench.optim.schedule import build_scheduler
 from lionbench.recipe import Recipe, load_recipe
-from lionbench.track import RunDir, WandbLogger, run_dir_path
+from lionbench.track import RunDir, WandbLogger, atomic_write_text, run_dir_path
 
-EXIT_CODES = {"completed": EXIT_OK, "diverged": EXIT_DIVERGED, "failed": EXIT_FAILED}
+EXIT_CODES = {
+    "completed": EXIT_OK,
+    "diverged": EXIT_DIVERGED,
+    "failed": EXIT_FAILED,
+    "interrupted": EXIT_FAILED,  # never returned: the run raises checkpoint.Interrupted
+}
 # Dense bf16 peak FLOP/s for MFU (vendor datasheets, SXM parts).
 PEAK_BF16_FLOPS = {
     "H100": 989e12,
@@ -75,29 +80,58 @@ def derive_seed(seed: int, stream: str) -> int:
 
 
 def run(cfg: DictConfig) -> RunResult:
-    """One run of a resolved config: check, skip if finished, else train and record."""
+    """One run of a resolved config: check, skip if finished, else train and record (or, with
+    dist.nproc > 1, have torchrun's workers train it)."""
     device = resolve_device(cfg.device)
+    if distributed.in_worker():
+        cfg.dist.nproc = distributed.world()  # `torchrun -m lionbench run`: torchrun decides
+        device = distributed.setup(device)
+    try:
+        return _run(cfg, device)
+    finally:
+        if distributed.in_worker():
+            distributed.teardown()
+
+
+def _run(cfg: DictConfig, device: torch.device) -> RunResult:
     recipe = load_recipe(cfg)
     recipe.check()
     check_impl(cfg.optim, device)
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    rundir = RunDir(run_dir_path(plain, device.type))
+    writer = distributed.rank() == 0  # the other ranks write nothing
+    rundir = RunDir(run_dir_path(plain, device.type), writer=writer)
     name = rundir.path.name
 
     status = rundir.finished_status()
     if status is not None:
         print(f"already {status}: {rundir.path} (nothing to train)", flush=True)
         return RunResult(status, rundir.path, rundir.read_summary() or {})
+    if int(cfg.dist.nproc) > 1 and not distributed.in_worker():
+        return run_workers(plain, rundir)
 
-    rundir.start(OmegaConf.to_yaml(plain))
-    wandb = WandbLogger(plain, rundir.path, name)
+    ckpt_path = rundir.path / checkpoint.FILENAME
+    resume = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+    rundir.start(
+        OmegaConf.to_yaml(plain),
+        keep_metrics_bytes=resume["loop"]["metrics_bytes"] if resume else None,
+    )
+    wandb = (
+        WandbLogger(
+            plain, rundir.path, name, resume_id=resume["loop"]["wandb_id"] if resume else None
+        )
+        if writer
+        else WandbLogger.off()
+    )
     started = datetime.now(timezone.utc)
     summary: dict[str, Any] = identity_fields(plain, device)
     summary.update(run_dir=str(rundir.path), started_at=started.isoformat(timespec="seconds"))
+    if resume:
+        summary.update(resumed_from_step=resume["step"], resumes=resume["loop"]["resumes"] + 1)
+        print(f"resuming {rundir.path} from its checkpoint at step {resume['step']}", flush=True)
     wall0 = time.perf_counter()
     try:
-        summary.update(train(cfg, recipe, device, rundir, wandb))
+        summary.update(train(cfg, recipe, device, rundir, wandb, resume))
     except Exception as e:
         (rundir.path / "error.log").write_text(traceback.format_exc())
         first_line = (str(e).strip().splitlines() or [""])[0]
@@ -113,9 +147,35 @@ def run(cfg: DictConfig) -> RunResult:
     )
     rundir.write_summary(summary)
     rundir.close()
+    if summary["status"] == "interrupted":
+        wandb.preempted()
+        raise checkpoint.Interrupted(summary["interrupted_by"], summary["steps"], rundir.path)
+    if summary["status"] != "failed" and not cfg.checkpoint.keep and writer:
+        ckpt_path.unlink(missing_ok=True)  # finished: nothing to resume
     wandb.finish(summary, EXIT_CODES[summary["status"]])
     if summary["status"] != "failed":
         console.summary_table(summary)
+    return RunResult(summary["status"], rundir.path, summary)
+
+
+def run_workers(plain: dict[str, Any], rundir: RunDir) -> RunResult:
+    """The orchestrator's side of dist.nproc > 1: torchrun's workers read the resolved config
+    from the run directory and rank 0 writes the results there; this reads them back."""
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rundir.config, OmegaConf.to_yaml(plain))
+    code = distributed.launch(rundir.config, int(plain["dist"]["nproc"]))
+    summary = rundir.read_summary()
+    if summary is None or summary.get("status") not in EXIT_CODES:
+        summary = {
+            **(summary or {}),
+            "status": "failed",
+            "error": f"torchrun exited with code {code} before rank 0 wrote a summary",
+            "run_dir": str(rundir.path),
+        }
+        rundir.write_summary(summary)
+        print(f"run failed: {summary['error']}", file=sys.stderr, flush=True)
+    if summary["status"] == "interrupted":
+        raise checkpoint.Interrupted(summary["interrupted_by"], summary["steps"], rundir.path)
     return RunResult(summary["status"], rundir.path, summary)
 
 
@@ -320,11 +380,19 @@ class Target:
 
 
 def train(
-    cfg: DictConfig, recipe: Recipe, device: torch.device, rundir: RunDir, wandb: WandbLogger
+    cfg: DictConfig,
+    recipe: Recipe,
+    device: torch.device,
+    rundir: RunDir,
+    wandb: WandbLogger,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     t = cfg.train
     steps, accum = int(t.steps), int(t.grad_accum)
-    micro_batch = int(t.batch_size) // accum
+    micro_batch = int(t.batch_size) // accum  # the eval batch size, as on one process
+    world, rank = distributed.world(), distributed.rank()
+    rank_batch = int(t.batch_size) // world  # this rank's share of every step's batch
+    rank_micro = rank_batch // accum
     seed = int(cfg.seed)
 
     # Seeds: the same seed gives the same initial weights and batches for every optimizer.
@@ -349,7 +417,9 @@ def train(
     )
     optimizer = build_optimizer(cfg.optim, model)
     scheduler = build_scheduler(optimizer, cfg.sched, steps)
-    step_model = torch.compile(model) if cfg.compile else model
+    train_model = distributed.wrap(model, device) if world > 1 else model
+    step_model = torch.compile(train_model) if cfg.compile else train_model
+    eval_model = step_model if world == 1 else model  # DDP's forward is for training
     ema = EMA(model, float(t.ema_decay)) if t.ema_decay else None
     flops = recipe.flops_per_example(model)
 
@@ -374,7 +444,7 @@ def train(
     final_train = None
 
     def log_eval(step: int) -> dict[str, float]:
-        ev = evaluate(step_model, recipe, data.eval, autocast)
+        ev = evaluate(eval_model, recipe, data.eval, autocast)
         if ema is not None:
             ev.update(
                 {
@@ -395,71 +465,154 @@ def train(
         progress.print(f"step {step}: val loss {ev['loss']:.4f}{floor_note}  {shown}".rstrip())
         return ev
 
-    history = [(0, log_eval(0))]  # (step, metrics); step 0: where every curve starts
-    model.train()
-    step = 0
-    clock.resume(0)
-    while step < steps:
-        batch = data.train.next()
-        if first_batch_hash is None:
-            first_batch_hash = tensor_hash(list(batch))
-        for i in range(accum):
-            micro = tuple(x[i * micro_batch : (i + 1) * micro_batch] for x in batch)
-            with autocast:
-                loss, _ = recipe.loss(step_model, micro)
-            (loss / accum).backward()
-            loss_sum += loss.detach().float()
-        micro_in_window += accum
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip))
-        if step >= clock.warmup_steps and step % opt_every == 0:
-            with opt_timer.measure():
-                optimizer.step()
-        else:
-            optimizer.step()
+    ckpt_every = int(cfg.checkpoint.interval)
+    resumes = 0
+    last_lr = optimizer.param_groups[0]["lr"]
+    if resume is None:
+        history = [(0, log_eval(0))]  # (step, metrics); step 0: where every curve starts
+        step = 0
+    else:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
         if ema is not None:
-            ema.update()
-        last_lr = optimizer.param_groups[0]["lr"]  # the lr this update used
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
+            ema.model.load_state_dict(resume["ema"])
+        data.train.load_state_dict(resume["data"])
+        checkpoint.set_rng_state(resume["rng"])
+        loop = resume["loop"]
+        step, history, resumes = resume["step"], loop["history"], loop["resumes"] + 1
+        loss_sum.fill_(loop["loss_sum"])
+        micro_in_window, final_train = loop["micro_in_window"], loop["final_train"]
+        diverge_loss, first_batch_hash, last_lr = (
+            loop["diverge_loss"],
+            loop["first_batch_hash"],
+            loop["last_lr"],
+        )
+        clock.train_s, clock.window_s, clock.window_steps = loop["clock"]
+        clock.warmup_steps = step + clock.warmup_steps  # caches and compilation are cold again
+        opt_timer.ms = loop["opt_step_ms"]
+        target.step, target.time_s = loop["target"]
 
-        do_log = step % t.log_interval == 0 or step == steps
-        do_eval = step % t.eval_interval == 0 or step == steps
-        if not (do_log or do_eval or step == clock.warmup_steps):
-            continue
-        clock.pause(step)  # --- window edge: everything until resume() is untimed ---
-        opt_timer.collect()
-        if do_log:
-            final_train = loss_sum.item() / micro_in_window
-            loss_sum.zero_()
-            micro_in_window = 0
-            if diverge_loss is None:
-                diverge_loss = 3.0 * final_train if math.isfinite(final_train) else math.inf
-            record = {
+    def save_checkpoint() -> None:
+        loop = {
+            "history": history,
+            "resumes": resumes,
+            "loss_sum": float(loss_sum),
+            "micro_in_window": micro_in_window,
+            "final_train": final_train,
+            "diverge_loss": diverge_loss,
+            "first_batch_hash": first_batch_hash,
+            "last_lr": last_lr,
+            "clock": (clock.train_s, clock.window_s, clock.window_steps),
+            "opt_step_ms": opt_timer.ms,
+            "target": (target.step, target.time_s),
+            "metrics_bytes": rundir.metrics_bytes(),
+            "wandb_id": wandb.run_id,
+        }
+        checkpoint.save(
+            rundir.path / checkpoint.FILENAME,
+            {
                 "step": step,
-                "split": "train",
-                "loss": final_train,
-                "lr": last_lr,
-                "time_s": clock.train_s,
-                "examples": step * int(t.batch_size),
-            }
-            rundir.log(record)
-            wandb.log(record)
-            rate = clock.window_steps / clock.window_s if clock.window_s else None
-            progress.update(step, loss=final_train, lr=last_lr, steps_per_s=rate)
-            if not math.isfinite(final_train) or final_train > diverge_loss:
-                status, diverged_at = "diverged", step
-        if do_eval and status != "diverged":
-            history.append((step, log_eval(step)))
-            target.observe(history[-1][1], step, clock.train_s)
-            if not math.isfinite(history[-1][1]["loss"]):
-                status, diverged_at = "diverged", step
-        if status == "diverged":
-            progress.print(f"diverged at step {step}: train loss {final_train}")
-            break
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "ema": ema.model.state_dict() if ema is not None else None,
+                "rng": checkpoint.rng_state(),
+                "data": data.train.state_dict(),
+                "loop": loop,
+            },
+        )
+
+    model.train()
+    interrupted_by = None
+    with checkpoint.StopFlag() as stop:
         clock.resume(step)
+        while step < steps:
+            batch = data.train.next()
+            if first_batch_hash is None:
+                first_batch_hash = tensor_hash(list(batch))
+            if world > 1:  # every rank draws the whole step and keeps its own slice
+                batch = tuple(x[rank * rank_batch : (rank + 1) * rank_batch] for x in batch)
+            for i in range(accum):
+                micro = tuple(x[i * rank_micro : (i + 1) * rank_micro] for x in batch)
+                sync = i == accum - 1 or world == 1  # DDP all-reduces on the last micro-batch
+                with contextlib.nullcontext() if sync else train_model.no_sync():
+                    with autocast:
+                        loss, _ = recipe.loss(step_model, micro)
+                    (loss / accum).backward()
+                loss_sum += loss.detach().float()
+            micro_in_window += accum
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(t.grad_clip))
+            if step >= clock.warmup_steps and step % opt_every == 0:
+                with opt_timer.measure():
+                    optimizer.step()
+            else:
+                optimizer.step()
+            if ema is not None:
+                ema.update()
+            last_lr = optimizer.param_groups[0]["lr"]  # the lr this update used
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            do_log = step % t.log_interval == 0 or step == steps
+            do_eval = step % t.eval_interval == 0 or step == steps
+            # One process acts on a signal at the next step; ranks agree at a log step, where
+            # they synchronize anyway, so that all of them stop at the same step.
+            stop_now = stop.signum is not None and world == 1
+            if world > 1 and (step % t.log_interval == 0 or step == steps):
+                stop.signum = distributed.agree_on_signal(stop.signum, device)
+                stop_now = stop.signum is not None
+            do_ckpt = (ckpt_every and step % ckpt_every == 0 and step < steps) or stop_now
+            if not (do_log or do_eval or do_ckpt or step == clock.warmup_steps):
+                continue
+            clock.pause(step)  # --- window edge: everything until resume() is untimed ---
+            opt_timer.collect()
+            if do_log:
+                if world > 1:  # the mean over every rank's micro-batches, the same on all ranks
+                    distributed.all_reduce_mean(loss_sum)
+                final_train = loss_sum.item() / micro_in_window
+                loss_sum.zero_()
+                micro_in_window = 0
+                if diverge_loss is None:
+                    diverge_loss = 3.0 * final_train if math.isfinite(final_train) else math.inf
+                record = {
+                    "step": step,
+                    "split": "train",
+                    "loss": final_train,
+                    "lr": last_lr,
+                    "time_s": clock.train_s,
+                    "examples": step * int(t.batch_size),
+                }
+                rundir.log(record)
+                wandb.log(record)
+                rate = clock.window_steps / clock.window_s if clock.window_s else None
+                progress.update(step, loss=final_train, lr=last_lr, steps_per_s=rate)
+                if not math.isfinite(final_train) or final_train > diverge_loss:
+                    status, diverged_at = "diverged", step
+            if do_eval and status != "diverged":
+                history.append((step, log_eval(step)))
+                target.observe(history[-1][1], step, clock.train_s)
+                if not math.isfinite(history[-1][1]["loss"]):
+                    status, diverged_at = "diverged", step
+            if status == "diverged":
+                progress.print(f"diverged at step {step}: train loss {final_train}")
+                break
+            if do_ckpt and step < steps:
+                if rank == 0:
+                    save_checkpoint()
+                if stop_now:
+                    status, interrupted_by = "interrupted", stop.signum
+                    progress.print(
+                        f"interrupted at step {step} by signal {stop.signum}: checkpoint "
+                        f"saved; the same command resumes it"
+                    )
+                    break
+            clock.resume(step)
     progress.close()
+    if status == "interrupted":
+        return {"status": status, "steps": step, "interrupted_by": interrupted_by}
 
     final_model = ema.synced() if ema is not None else model  # samples from the EMA weights
     artifacts = recipe.finalize(final_model, rundir.path, device) if status == "completed" else {}

@@ -202,3 +202,44 @@ def test_submitit_local_launcher(tmp_path):
     assert res.returncode == 0, res.stderr
     assert sorted(summary(d)["status"] for d in run_dirs(tmp_path)) == ["completed"] * 2
     assert "completed: 2" in res.stdout
+
+
+def test_a_sweep_with_a_diverging_and_a_failing_run_finishes_the_others(
+    tmp_path, monkeypatch, capsys
+):
+    from lionbench import train
+
+    real = train.train
+
+    def flaky(cfg, *args, **kwargs):
+        if cfg.optim.name == "lion" and cfg.optim.ratio == 3 and cfg.seed == 0:
+            raise RuntimeError("injected failure")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train", flaky)
+    # ratio 1e-4: Lion's lr is 10,000x AdamW's, which diverges within the first steps
+    overrides = [*TINY, "train.log_interval=2", f"results_dir={tmp_path}"]
+    assert sweep_mod.run_sweep([3.0, 1e-4], [0, 1], None, "basic", overrides) == 1
+    by_arm = {
+        (summary(d)["optim"], summary(d)["ratio"], summary(d)["seed"]): summary(d)
+        for d in run_dirs(tmp_path)
+    }
+    assert len(by_arm) == 6
+    statuses = {k: s["status"] for k, s in by_arm.items()}
+    assert statuses == {
+        ("adamw", None, 0): "completed",
+        ("adamw", None, 1): "completed",
+        ("lion", 3.0, 0): "failed",
+        ("lion", 3.0, 1): "completed",
+        ("lion", 1e-4, 0): "diverged",
+        ("lion", 1e-4, 1): "diverged",
+    }
+    for s in by_arm.values():
+        if s["status"] == "diverged":
+            assert 0 < s["diverged_at_step"] == s["steps"] < 10
+    out = capsys.readouterr().out
+    assert "failed: 1" in out and "diverged: 2" in out
+    (setting,) = report_mod.report([tmp_path], None, [], [], quiet=True)
+    problems = report_mod.problem_table(setting.runs)
+    assert sorted(problems["status"]) == ["diverged", "diverged", "failed"]
+    assert "injected failure" in " ".join(problems["error"].dropna())

@@ -1,0 +1,147 @@
+"""One checkpoint per run directory: everything the loop needs to continue bit for bit.
+
+`checkpoint.pt` holds the model, optimizer, schedule and EMA weights, every RNG state, the data
+position, the loop's counters and the metrics so far (and how many bytes of metrics.jsonl they
+are, so that records written after it are dropped on resume). It is written to a temporary file
+and renamed over the previous one, so a kill at any moment leaves either the old checkpoint or
+the new one, never half of one, and only the newest is kept.
+
+Signals: SIGTERM and SIGINT (what SLURM, submitit and Ctrl-C send) set a flag; the loop notices it
+at the next step boundary, writes a checkpoint and ends the run as `interrupted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lionbench.errors import UserError
+
+FILENAME = "checkpoint.pt"
+FORMAT = 1
+REQUIRED = ("format", "step", "model", "optimizer", "scheduler", "rng", "data", "loop")
+
+
+class Interrupted(BaseException):
+    """Raised once an interrupted run has saved its checkpoint and summary.
+
+    A BaseException, like KeyboardInterrupt, so that it passes through Hydra's job runner (which
+    records ordinary exceptions as failed jobs and goes on to the next) and ends the whole command:
+    a preempted sweep must stop, not start its next run."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(signum, step, run_dir)
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention for "ended by signal N"
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically (temporary file, fsync, rename): never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents, or UserError naming the file when it cannot be used."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise UserError(
+            f"checkpoint {path} is unreadable ({first}); delete it to restart this run from step 0"
+        ) from None
+    missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(
+            f"checkpoint {path} is not a lionbench checkpoint (missing: {', '.join(missing)}); "
+            f"delete it to restart this run from step 0"
+        )
+    if state["format"] != FORMAT:
+        raise UserError(
+            f"checkpoint {path} has format {state['format']} (accepted: {FORMAT}); delete it to "
+            f"restart this run from step 0"
+        )
+    return state
+
+
+def check(path: Path) -> None:
+    """Refuse an unusable checkpoint before any work starts (mmap: cheap even when large)."""
+    if not path.exists():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        load(path)  # slower, but raises the same UserError with the reason
+        return
+    missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing or state.get("format") != FORMAT:
+        load(path)
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    """random.setstate wants the tuples it gave; a round trip may have made them lists."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+class StopFlag:
+    """SIGTERM/SIGINT handlers that only set a flag, installed for the duration of a run.
+
+    A second Ctrl-C (SIGINT) in a single process falls through to the previous handler, so
+    pressing it twice still stops at once; any other repeat is ignored (a DDP worker can get the
+    same SIGTERM from the cluster and from torchrun)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: the launcher's signals
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
