@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from lionbench.errors import EXIT_BAD_INPUT, UserError
+from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
 
 app = typer.Typer(
     name="lionbench",
@@ -146,9 +146,11 @@ def bench_optim(
     from lionbench import bench
 
     try:
-        bench.check_out(out)
-        chosen = [i for i in impls.split(",") if i] or bench.default_impls(device)
-        rows = bench.bench_optim(params, chosen, steps, warmup, repeats, device)
+        chosen = [i for i in impls.split(",") if i]
+        bench.check_options(params, chosen, steps, warmup, repeats, device, out)
+        rows = bench.bench_optim(
+            params, chosen or bench.default_impls(device), steps, warmup, repeats, device
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -220,9 +222,50 @@ def prepare_text(
     )
 
 
-def main() -> None:
-    """Console-script entry point. Click's usage errors also exit with code 2."""
-    app()
+def _click_exception() -> type[Exception]:
+    """ClickException of the click that Typer runs on: recent Typer releases carry their own
+    copy of click, older ones use click itself."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _hint(e: Exception) -> str:
+    """What is accepted where the usage error happened: a group's commands, else its help."""
+    ctx = getattr(e, "ctx", None)
+    if ctx is None:
+        return ""
+    if hasattr(ctx.command, "list_commands"):
+        return f" (commands: {', '.join(ctx.command.list_commands(ctx))})"
+    return f" (see '{ctx.command_path} --help')"
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console-script entry point. Usage errors (a missing argument, an unknown option, a value
+    of the wrong type) are bad input like any other: one `error:` line on stderr, exit code 2,
+    instead of Click's usage panel."""
+    click_exception = _click_exception()
+    try:
+        code = app(args=args, standalone_mode=False)
+    except UserError as e:  # a command that did not catch its own
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except click_exception as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `lionbench`, `lionbench bench`: the help
+            print(e.format_message(), end="")  # Typer's rich help has printed itself already
+            sys.exit(EXIT_BAD_INPUT)
+        print(f"error: {_one_line(e.format_message()).rstrip('.')}{_hint(e)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -260,6 +260,10 @@ def validate(cfg: Any) -> None:
 
     _choice(cfg.recipe.name, "recipe", choices("recipe"))
     _choice(cfg.data.source, f"data (for recipe={cfg.recipe.name})", cfg.recipe.data_sources)
+    if "eval_seed" in cfg.data:
+        _integer(cfg.data.eval_seed, "data.eval_seed", low=0)
+    if "workers" in cfg.data:  # DataLoader worker processes; 0 loads in the training process
+        _integer(cfg.data.workers, "data.workers", low=0)
     _integer(cfg.seed, "seed", low=0)
     _device(cfg.device)
     _choice(cfg.precision, "precision", PRECISIONS)

@@ -1,8 +1,13 @@
-"""The one exception type for bad user input.
+"""The one exception type for bad user input, and the output-directory check of every command.
 
 Anything raised as `UserError` is reported as a single line on stderr with exit code 2 and no
 traceback, before any run directory exists. Everything else is a bug or a runtime failure.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -13,3 +18,15 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+
+
+def check_output_dir(out: Path, option: str = "--out") -> None:
+    """An output directory must be one or become one: no file in the way, writable."""
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option} {out} exists and is not a directory")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} {out}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {out} is not writable ({existing} denies writing)")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lionbench.errors import UserError
+from lionbench.errors import UserError, check_output_dir
 from lionbench.track import atomic_write_text
 
 TOKENIZERS = ("bytes", "gpt2")
@@ -62,7 +62,7 @@ def make_tokenizer(name: str) -> ByteTokenizer | GPT2Tokenizer:
         return ByteTokenizer()
     if name == "gpt2":
         return GPT2Tokenizer()
-    raise UserError(f"unknown tokenizer '{name}' (accepted: {', '.join(TOKENIZERS)})")
+    raise UserError(f"unknown --tokenizer '{name}' (accepted: {', '.join(TOKENIZERS)})")
 
 
 def read_documents(path: Path, field: str) -> Iterator[str]:
@@ -100,8 +100,7 @@ def prepare_text(
     for f in files:
         if not f.is_file():
             raise UserError(f"{f} is not a file (give text or .jsonl files)")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
+    check_output_dir(out)
     tok = make_tokenizer(tokenizer)
     docs = [
         np.array([*tok.encode(text), tok.eot], dtype=np.uint16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import difflib
 import hashlib
 import html
 import json
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lionbench.errors import UserError
+from lionbench.errors import UserError, check_output_dir
 from lionbench.track import atomic_write_text, read_metrics
 
 # libyaml's C parser when present: reading 1,000 configs is the report's largest cost.
@@ -71,6 +72,7 @@ def _setting_of(cfg: dict[str, Any]) -> str:
 def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs: one row per run directory, curves: one row per val point of every run)."""
     rows, curves = [], []
+    keys: set[str] = set()  # every dotted config key of the runs, for checking --by
     for d in find_run_dirs(roots):
         row: dict[str, Any] = {"run_dir": str(d)}
         try:
@@ -137,6 +139,7 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
             row[key] = summary.get(key)
         for key in by:
             row[key] = str(flat.get(key))
+        keys.update(flat)
         rows.append(row)
         for r in read_metrics(d / "metrics.jsonl"):
             if r.get("split") == "val" and isinstance(r.get("loss"), int | float):
@@ -154,6 +157,7 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
             f"no run directories under {', '.join(map(str, roots))} "
             f"(expected <results_dir>/<recipe>/<run>/config.yaml)"
         )
+    _check_by(by, keys)
     for col in (
         "final_val_loss",
         "best_val_loss",
@@ -174,6 +178,18 @@ def load_runs(roots: list[Path], by: list[str] = ()) -> tuple[pd.DataFrame, pd.D
     runs["arm"] = _arm_labels(runs, by)
     curves_df = pd.DataFrame(curves, columns=["run_dir", "step", "loss", "time_s"])
     return runs, curves_df
+
+
+def _check_by(by: list[str], keys: set[str]) -> None:
+    """A `--by` key that no run's config has would split nothing: it is a typo."""
+    for key in by:
+        if key not in keys:
+            close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(
+                f"unknown --by key '{key}'{hint} (accepted: a dotted config key of the runs, "
+                f"e.g. optim.betas, train.batch_size)"
+            )
 
 
 def _with_device(runs: pd.DataFrame) -> pd.Series:
@@ -313,7 +329,9 @@ def _optimizer_table(group: pd.DataFrame, completed: pd.DataFrame) -> pd.DataFra
                 "peak_mem_mb": ok["peak_mem_bytes"].mean() / 1e6,
                 "optimizer_state_mb": ok["optimizer_state_bytes"].mean() / 1e6,
                 "diverged": int((runs["status"] == "diverged").sum()),
-                "failed": int(runs["status"].isin(["failed", "partial", "corrupt"]).sum()),
+                "failed": int(
+                    runs["status"].isin(["failed", "partial", "corrupt", "interrupted"]).sum()
+                ),
             }
         )
     table = pd.DataFrame(rows)
@@ -818,15 +836,31 @@ def print_console(settings: list[Setting], problems: pd.DataFrame) -> None:
         console.print(table)
 
 
+def check_options(roots: list[Path], out: Path | None, targets: list[float]) -> None:
+    """Reject bad paths and targets before reading a single run (`--by` keys are checked
+    against the run configs in `load_runs`)."""
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"results directory {root} does not exist")
+        if not root.is_dir():
+            raise UserError(
+                f"results path {root} is not a directory (give results directories, e.g. results)"
+            )
+    for t in targets:
+        if not math.isfinite(t) or t < 0:
+            raise UserError(f"--target must be a finite val loss >= 0, got {t}")
+    if out is not None:
+        check_output_dir(out)
+
+
 def report(
     roots: list[Path], out: Path | None, targets: list[float], by: list[str], quiet: bool = False
 ) -> list[Setting]:
+    check_options(roots, out, targets)
     runs, curves = load_runs(roots, by)
     settings = analyse(runs, curves, targets)
     problems = problem_table(runs)
     if out is not None:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out} exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
         for s in settings:
             make_plots(s, curves, out)

@@ -8,6 +8,8 @@ it accounts for every run it asked for, from the run directories themselves.
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,27 +23,47 @@ RESERVED = ("optim", "optim.ratio", "seed", "sweep_name")
 
 
 def parse_list(text: str, name: str, kind: type) -> list[Any]:
+    """`--ratios 3,5,10` / `--seeds 0,1,2`: distinct finite ratios > 0, or seeds >= 0."""
+    accepted = (
+        "comma-separated numbers > 0, e.g. 3,5,10"
+        if kind is float
+        else "comma-separated integers >= 0, e.g. 0,1,2"
+    )
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(
-            f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r}"
+            f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r} "
+            f"(accepted: {accepted})"
         ) from None
     if not values:
-        raise UserError(f"{name} is empty")
-    if kind is float and any(v <= 0 for v in values):
-        raise UserError(f"{name} must be > 0, got {text!r} (Lion's lr = adamw.lr / ratio)")
+        raise UserError(f"{name} is empty (accepted: {accepted})")
+    if kind is float and any(not math.isfinite(v) or v <= 0 for v in values):
+        raise UserError(
+            f"{name} must be > 0 and finite, got {text!r} (Lion's lr = adamw.lr / ratio; "
+            f"accepted: {accepted})"
+        )
     if kind is int and any(v < 0 for v in values):
-        raise UserError(f"{name} must be >= 0, got {text!r}")
+        raise UserError(f"{name} must be >= 0, got {text!r} (accepted: {accepted})")
     if len(set(values)) != len(values):
-        raise UserError(f"{name} has repeated values: {text!r}")
+        raise UserError(f"{name} has repeated values: {text!r} (each value once)")
     return values
+
+
+def check_name(name: str | None) -> None:
+    """The sweep name becomes the override sweep_name=NAME of every run, so a comma would turn
+    it into a sweep over names, and '=' or spaces would not parse."""
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(
+            f"--name {name!r} is not a valid sweep name (accepted: letters, digits, '.', '_', '-')"
+        )
 
 
 def plan(
     ratios: list[float], seeds: list[int], name: str | None, launcher: str, overrides: list[str]
 ) -> tuple[str, list[list[str]]]:
     """The sweep name and the `lionbench run` argument lists of its multiruns."""
+    check_name(name)
     if launcher not in LAUNCHERS:
         raise UserError(
             f"unknown --launcher '{launcher}' (accepted: {', '.join(LAUNCHERS)}; "
@@ -90,7 +112,9 @@ def run_sweep(
         flush=True,
     )
     for args, cfgs in zip(jobs, checked, strict=True):
-        app.main(args, cfgs)
+        code = app.main(args, cfgs)
+        if code >= 128:  # interrupted by a signal: checkpointed; the same command resumes
+            return code
     return account(name, runs, before)
 
 

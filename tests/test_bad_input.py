@@ -3,8 +3,18 @@ written."""
 
 from __future__ import annotations
 
+import functools
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
 import pytest
 from conftest import SMOKE, run_cli
+from PIL import Image
+
+from lionbench.errors import UserError
 
 CASES = {
     "unknown recipe": (["recipe=gpt3"], "accepted: gpt2"),
@@ -53,3 +63,357 @@ def test_prepare_bad_input(tmp_path):
         f"error: {tmp_path / 'missing.txt'} is not a file (give text or .jsonl files)"
     ]
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data directories: token files and image folders (built in tmp_path, rejected before any run)
+# ---------------------------------------------------------------------------------------------
+
+
+def _tokens(
+    tmp: Path,
+    train: np.ndarray | bytes | None = None,
+    val: np.ndarray | bytes | None = None,
+    meta: object = None,
+) -> list[str]:
+    """A token directory (good uint16 files unless told otherwise) and the overrides using it."""
+    d = tmp / "tokens"
+    d.mkdir()
+    for name, data in (("train", train), ("val", val)):
+        if isinstance(data, bytes):
+            (d / f"{name}.bin").write_bytes(data)
+        else:
+            (np.zeros(300, np.uint16) if data is None else data).tofile(d / f"{name}.bin")
+    if meta is not None:
+        (d / "meta.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+    return ["data=tokens", f"data.dir={d}"]
+
+
+def _empty_dir(tmp: Path, name: str) -> Path:
+    (tmp / name).mkdir()
+    return tmp / name
+
+
+def _no_bins(tmp: Path) -> list[str]:
+    d = _empty_dir(tmp, "tokens")
+    (d / "input.txt").write_text("plain text, not tokenized yet")
+    return ["data=tokens", f"data.dir={d}"]
+
+
+@functools.cache
+def _png() -> bytes:
+    """One tiny real PNG, made once."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 40, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _images(
+    tmp: Path,
+    train: dict[str, int] | None = None,
+    val: dict[str, int] | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """An image folder root/{train,val}/<class>/*.png, and the resnet50 overrides using it."""
+    root = tmp / "images"
+    train = {"cat": 10, "dog": 10} if train is None else train
+    val = {"cat": 2, "dog": 2} if val is None else val
+    for split, counts in (("train", train), ("val", val)):
+        (root / split).mkdir(parents=True)
+        for name, n in counts.items():
+            (root / split / name).mkdir()
+            for i in range(n):
+                (root / split / name / f"{i}.png").write_bytes(_png())
+    return ["recipe=resnet50", "data=imagefolder", f"data.root={root}", *extra]
+
+
+DATA_CASES = {
+    "odd-length token file": (
+        lambda t: _tokens(t, train=b"\0" * 1001),
+        "train.bin has an odd byte length (1001): not a uint16 token file",
+    ),
+    "token ids above the vocabulary, no meta.json": (
+        lambda t: _tokens(t, train=np.arange(600, dtype=np.uint16)),
+        "train.bin has token id 599 but the model's vocabulary is 128 (ids 0..127)",
+    ),
+    "token ids above the vocabulary in val.bin": (
+        lambda t: _tokens(t, val=np.full(300, 128, np.uint16)),
+        "val.bin has token id 128 but the model's vocabulary is 128",
+    ),
+    "empty token dir": (
+        lambda t: ["data=tokens", f"data.dir={_empty_dir(t, 'tokens')}"],
+        "is empty (data=tokens needs train.bin, val.bin; make them with `lionbench prepare",
+    ),
+    "token dir without token files": (
+        _no_bins,
+        "train.bin is missing (data=tokens needs train.bin, val.bin, as `lionbench prepare "
+        "text` writes; found: input.txt)",
+    ),
+    "token file shorter than a window": (
+        lambda t: _tokens(t, val=np.zeros(10, np.uint16)),
+        "val.bin has 10 tokens, fewer than one window of 33",
+    ),
+    "meta.json not an object": (
+        lambda t: _tokens(t, meta="[257]"),
+        "meta.json is not a JSON object",
+    ),
+    "meta.json with another dtype": (
+        lambda t: _tokens(t, meta={"vocab_size": 100, "dtype": "uint32"}),
+        "meta.json has dtype 'uint32', but data=tokens reads uint16 token files (accepted: uint16)",
+    ),
+    "meta.json vocabulary above the model's": (
+        lambda t: _tokens(t, meta={"vocab_size": 50257}),
+        "meta.json has vocab_size 50257 but the model's is 128",
+    ),
+    "negative eval seed": (lambda t: ["data.eval_seed=-1"], "data.eval_seed must be >= 0, got -1"),
+    "image root missing": (
+        lambda t: ["recipe=resnet50", "data=imagefolder", f"data.root={t / 'nope'}"],
+        "nope is not a directory (expected train/ and val/ with one sub-folder per class)",
+    ),
+    "image root unset": (
+        lambda t: ["recipe=resnet50", "data=imagefolder"],
+        "missing value for data.root",
+    ),
+    "empty image root": (
+        lambda t: ["recipe=resnet50", "data=imagefolder", f"data.root={_empty_dir(t, 'im')}"],
+        "im is empty (data=imagefolder needs",
+    ),
+    "train split without class folders": (
+        lambda t: _images(t, train={}),
+        "train has no class sub-folders",
+    ),
+    "val classes differ from train": (
+        lambda t: _images(t, val={"cat": 2, "dgo": 2}),
+        "val classes differ from",
+    ),
+    "fewer train images than a batch": (
+        lambda t: _images(t, train={"cat": 5, "dog": 5}),
+        "has 10 images, fewer than one batch (train.batch_size=16)",
+    ),
+    "more classes than model outputs": (
+        lambda t: _images(
+            t, train={f"c{i}": 2 for i in range(11)}, val={f"c{i}": 1 for i in range(11)}
+        ),
+        "has 11 classes but the model has 10 outputs (set recipe.image.num_classes=11)",
+    ),
+    "negative loader workers": (
+        lambda t: _images(t, extra=("data.workers=-1",)),
+        "data.workers must be >= 0, got -1",
+    ),
+}
+
+
+def _tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def _assert_rejected(res: subprocess.CompletedProcess, expected: str) -> None:
+    """Exit code 2, one `error:` line with the expected words, no traceback."""
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("make,expected", DATA_CASES.values(), ids=DATA_CASES.keys())
+def test_bad_data(tmp_path, make, expected):
+    overrides = make(tmp_path)
+    before = _tree(tmp_path)
+    results = tmp_path / "results"
+    res = run_cli("run", *SMOKE, f"results_dir={results}", *overrides, cwd=tmp_path)
+    _assert_rejected(res, expected)
+    assert not results.exists()
+    assert _tree(tmp_path) == before
+
+
+def test_val_class_difference_is_named(tmp_path):
+    from lionbench.data.images import check_image_folder
+
+    _images(tmp_path, val={"cat": 2, "dgo": 2})
+    with pytest.raises(UserError, match="only in val: dgo; only in train: dog"):
+        check_image_folder(str(tmp_path / "images"))
+
+
+def test_image_check_counts_images_in_sub_folders_as_imagefolder_does(tmp_path):
+    """torchvision's ImageFolder walks each class folder recursively: so does the check."""
+    from lionbench.data.images import check_image_folder
+
+    _images(tmp_path, train={"cat": 0, "dog": 3})
+    nested = tmp_path / "images" / "train" / "cat" / "2023"
+    nested.mkdir()
+    (nested / "a.PNG").write_bytes(_png())
+    info = check_image_folder(str(tmp_path / "images"), batch_size=4)
+    assert info["train_images"] == 4 and info["classes"] == ["cat", "dog"]
+
+
+def test_token_id_scan_boundary(tmp_path):
+    """The largest id allowed is vocab_size - 1; a meta.json vocab_size vouches for the files."""
+    from lionbench.data import tokens
+
+    _tokens(tmp_path, train=np.arange(128, dtype=np.uint16), val=np.arange(64, dtype=np.uint16))
+    d = str(tmp_path / "tokens")
+    assert tokens.check_dir(d, 32, 128) == {}
+    with pytest.raises(UserError, match=r"train.bin has token id 127 .* vocabulary is 127"):
+        tokens.check_dir(d, 32, 127)
+    (tmp_path / "tokens" / "meta.json").write_text(json.dumps({"vocab_size": 100}))
+    assert tokens.check_dir(d, 32, 127)["vocab_size"] == 100  # trusted: no scan
+
+
+# ---------------------------------------------------------------------------------------------
+# The other commands: usage errors and option values
+# ---------------------------------------------------------------------------------------------
+
+
+def _fake_results(tmp: Path) -> Path:
+    """One finished run directory, enough for `report` to read configs."""
+    d = tmp / "results" / "gpt2" / "run-a"
+    d.mkdir(parents=True)
+    cfg = {
+        "recipe": {"name": "gpt2", "adamw": {"lr": 1e-3, "weight_decay": 0.1}},
+        "optim": {"name": "adamw", "impl": "fused", "lr": 1e-3, "weight_decay": 0.1},
+        "seed": 0,
+        "train": {"steps": 10, "batch_size": 8},
+    }
+    (d / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    (d / "summary.json").write_text(json.dumps({"status": "completed", "device": "cpu"}))
+    return tmp / "results"
+
+
+def _a_file(tmp: Path, name: str = "file.txt") -> Path:
+    (tmp / name).write_text("occupied")
+    return tmp / name
+
+
+COMMAND_CASES = {
+    # Click/Typer usage errors: one line, not the usage panel
+    "usage: int option given a word": (
+        lambda t: ["bench", "optim", "--steps", "abc"],
+        "error: Invalid value for '--steps'",
+    ),
+    "usage: missing argument": (
+        lambda t: ["prepare", "text", "--out", str(t / "o")],
+        "Missing argument 'files' (see '",
+    ),
+    "usage: missing required option": (
+        lambda t: ["prepare", "text", str(_a_file(t))],
+        "Missing option '--out'",
+    ),
+    "usage: unknown option": (
+        lambda t: ["report", "--nonsense"],
+        "No such option: --nonsense (see '",
+    ),
+    "usage: option without its value": (
+        lambda t: ["sweep", *SMOKE, "--ratios"],
+        "Option '--ratios' requires an argument",
+    ),
+    "usage: unknown command": (
+        lambda t: ["trian"],
+        "No such command 'trian' (commands: run, sweep, report, list, prepare, bench)",
+    ),
+    # sweep
+    "sweep: non-finite ratio": (
+        lambda t: ["sweep", *SMOKE, "--ratios", "3,nan"],
+        "--ratios must be > 0 and finite, got '3,nan'",
+    ),
+    "sweep: empty ratios": (
+        lambda t: ["sweep", *SMOKE, "--ratios", ","],
+        "--ratios is empty (accepted: comma-separated numbers > 0",
+    ),
+    "sweep: fractional seed": (
+        lambda t: ["sweep", *SMOKE, "--seeds", "0,1.5"],
+        "--seeds must be a comma-separated list of ints, got '0,1.5' (accepted: "
+        "comma-separated integers >= 0",
+    ),
+    "sweep: repeated seed": (
+        lambda t: ["sweep", *SMOKE, "--seeds", "0,1,0"],
+        "--seeds has repeated values: '0,1,0'",
+    ),
+    "sweep: name with a comma": (
+        lambda t: ["sweep", *SMOKE, "--name", "a,b"],
+        "--name 'a,b' is not a valid sweep name (accepted: letters, digits",
+    ),
+    # report
+    "report: results path missing": (
+        lambda t: ["report", str(t / "nope")],
+        "nope does not exist",
+    ),
+    "report: results path is a file": (
+        lambda t: ["report", str(_a_file(t))],
+        "file.txt is not a directory (give results directories",
+    ),
+    "report: out inside a file": (
+        lambda t: ["report", str(_fake_results(t)), "--out", str(_a_file(t) / "report")],
+        "file.txt is a file, not a directory",
+    ),
+    "report: non-finite target": (
+        lambda t: ["report", str(_fake_results(t)), "--target", "nan"],
+        "--target must be a finite val loss >= 0, got nan",
+    ),
+    "report: unknown --by key": (
+        lambda t: ["report", str(_fake_results(t)), "--by", "optim.betaz"],
+        "unknown --by key 'optim.betaz'",
+    ),
+    # bench optim
+    "bench: zero steps": (
+        lambda t: ["bench", "optim", "--steps", "0", "--out", str(t / "b.csv")],
+        "--steps must be >= 1, got 0",
+    ),
+    "bench: unknown device": (
+        lambda t: ["bench", "optim", "--device", "tpu"],
+        "unknown --device 'tpu' (accepted: auto, cpu, cuda, cuda:N)",
+    ),
+    "bench: triton on cpu": (
+        lambda t: ["bench", "optim", "--impls", "lion:lion_pytorch_triton", "--device", "cpu"],
+        "--impls lion:lion_pytorch_triton needs a CUDA device and Triton (accepted here: ",
+    ),
+    "bench: out in a missing directory": (
+        lambda t: ["bench", "optim", "--out", str(t / "missing" / "b.csv")],
+        "give a .csv or .json file in an existing directory",
+    ),
+    "bench: unknown params": (
+        lambda t: ["bench", "optim", "--params", "gpt5"],
+        "unknown --params 'gpt5' (accepted: gpt2-124m, resnet50, vit-b16, flat:N)",
+    ),
+    # prepare text
+    "prepare: out inside a file": (
+        lambda t: ["prepare", "text", str(_a_file(t, "in.txt")), "--out", str(_a_file(t) / "o")],
+        "file.txt is a file, not a directory",
+    ),
+    "prepare: unknown tokenizer": (
+        lambda t: ["prepare", "text", str(_a_file(t)), "--out", str(t / "o"), "--tokenizer", "bpe"],
+        "unknown --tokenizer 'bpe' (accepted: bytes, gpt2)",
+    ),
+    "prepare: val fraction above one": (
+        lambda t: [
+            "prepare",
+            "text",
+            str(_a_file(t)),
+            "--out",
+            str(t / "o"),
+            "--val-fraction",
+            "1.5",
+        ],
+        "--val-fraction must be in (0, 1), got 1.5",
+    ),
+}
+
+
+@pytest.mark.parametrize("make,expected", COMMAND_CASES.values(), ids=COMMAND_CASES.keys())
+def test_bad_command_input(tmp_path, make, expected):
+    args = make(tmp_path)
+    before = _tree(tmp_path)
+    res = run_cli(*args, cwd=tmp_path)
+    _assert_rejected(res, expected)
+    assert _tree(tmp_path) == before  # nothing written, not even under the working directory
+
+
+def test_help_is_still_help():
+    """Usage errors became one line; asking for help still prints the normal help, exit 0."""
+    res = run_cli("report", "--help")
+    assert res.returncode == 0 and "Usage" in res.stdout and "--target" in res.stdout
+    assert res.stderr == ""
+    res = run_cli("bench", "--help")
+    assert res.returncode == 0 and "optim" in res.stdout
+    res = run_cli("prepare")  # a group without its command: its help, as before (exit 2)
+    assert res.returncode == 2 and "text" in res.stdout and "error" not in res.stderr

@@ -121,21 +121,23 @@ def test_run_help_is_hydras():
 
 
 def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):
-    """Token ids above the model's vocabulary (and no meta.json to catch it early) make each run
-    fail inside joblib's worker processes; the parent reads the run directories."""
-    import numpy as np
-
-    data = tmp_path / "tokens"
-    data.mkdir()
-    np.full(500, 1000, dtype=np.uint16).tofile(data / "train.bin")  # vocab is 128 at smoke
-    np.full(200, 1000, dtype=np.uint16).tofile(data / "val.bin")
+    """Image files that cannot be decoded pass the pre-check (it goes by file names) and make
+    each run fail inside joblib's worker processes; the parent reads the run directories."""
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(10):
+                (root / split / name / f"{i}.png").write_bytes(b"not a png")
     res = run_cli(
         "run",
         "-m",
         *SMOKE,
         "hydra/launcher=joblib",
-        "data=tokens",
-        f"data.dir={data}",
+        "recipe=resnet50",
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.workers=0",
         "optim=lion,adamw",
         f"results_dir={tmp_path / 'r'}",
     )

@@ -32,22 +32,26 @@ NORMALISATIONS = ("imagenet", "symmetric")
 
 
 def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
-    """Validate `root/train` and `root/val` class folders; return class names and counts."""
+    """Validate `root/train` and `root/val` class folders; return class names and counts.
+
+    It counts what torchvision's ImageFolder will load: files with an image extension anywhere
+    under a class folder (sub-folders too, symlinks followed), by name only, so that the check
+    stays cheap on a million files."""
     base = Path(str(root)).expanduser()
+    layout = f"{base}/train/<class>/* and {base}/val/<class>/*"
     if not base.is_dir():
         raise UserError(
             f"data.root {root} is not a directory (expected train/ and val/ with "
             f"one sub-folder per class)"
         )
+    if not any(base.iterdir()):
+        raise UserError(f"data.root {root} is empty (data=imagefolder needs {layout})")
     info: dict[str, Any] = {}
     classes: list[str] | None = None
     for split in ("train", "val"):
         split_dir = base / split
         if not split_dir.is_dir():
-            raise UserError(
-                f"{split_dir} is missing (data=imagefolder needs {base}/train/<class>/"
-                f"* and {base}/val/<class>/*)"
-            )
+            raise UserError(f"{split_dir} is missing (data=imagefolder needs {layout})")
         names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
         if not names:
             raise UserError(
@@ -55,14 +59,16 @@ def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
             )
         skipped = 0
         for name in names:
-            files = [f for f in (split_dir / name).iterdir() if f.is_file()]
-            images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS]
-            skipped += len(files) - len(images)
-            if not images:
+            n_images = 0
+            for _, _, files in os.walk(split_dir / name, followlinks=True):
+                images = sum(f.lower().endswith(IMAGE_EXTENSIONS) for f in files)
+                n_images += images
+                skipped += len(files) - images
+            if not n_images:
                 raise UserError(
                     f"class folder {split_dir / name} has no images ({', '.join(IMAGE_EXTENSIONS)})"
                 )
-            info[f"{split}_images"] = info.get(f"{split}_images", 0) + len(images)
+            info[f"{split}_images"] = info.get(f"{split}_images", 0) + n_images
         if skipped:
             print(
                 f"warning: skipping {skipped} non-image file(s) under {split_dir}",
@@ -72,9 +78,16 @@ def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
         if classes is None:
             classes = names
         elif names != classes:
+            only_val = sorted(set(names) - set(classes))
+            only_train = sorted(set(classes) - set(names))
+            diff = "; ".join(
+                f"only in {where}: {', '.join(n[:5])}{', ...' if len(n) > 5 else ''}"
+                for where, n in (("val", only_val), ("train", only_train))
+                if n
+            )
             raise UserError(
-                f"{base}/val classes differ from {base}/train classes "
-                f"({len(names)} vs {len(classes)}); they must be the same folders"
+                f"{base}/val classes differ from {base}/train classes ({diff}); they must be "
+                f"the same folders"
             )
     if info["train_images"] < batch_size:
         raise UserError(
