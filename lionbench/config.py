@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lionbench.errors import UserError
+from lionbench.errors import UserError, check_output_dir
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -382,9 +381,4 @@ def _device(device: Any) -> None:
 def _results_dir(path: Any) -> None:
     if not isinstance(path, str) or not path:
         raise UserError(f"results_dir must be a path, got {path!r}")
-    p = Path(path).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise UserError(f"results_dir {path} exists and is not a directory")
-    existing = next(q for q in (p, *p.parents) if q.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"results_dir {path} is not writable ({existing} denies writing)")
+    check_output_dir(Path(path).expanduser(), "results_dir")

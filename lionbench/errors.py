@@ -7,6 +7,7 @@ traceback, before any run directory exists. Everything else is a bug or a runtim
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -30,3 +31,8 @@ def check_output_dir(out: Path, option: str = "--out") -> None:
         raise UserError(f"{option} {out}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{option} {out} is not writable ({existing} denies writing)")
+    try:  # permissions are not the whole story (read-only mounts, /proc, quotas, root)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UserError(f"{option} {out} is not writable ({existing}: {e.strerror})") from None

@@ -34,6 +34,8 @@ CASES = {
     "triton on cpu": (["optim.impl=lion_pytorch_triton", "device=cpu"], "needs a CUDA device"),
     "unknown device": (["device=tpu"], "accepted: auto, cpu, cuda"),
     "bad head count": (["recipe.model.n_head=3"], "divisible"),
+    "results dir not writable": (["results_dir=/proc/lionbench-results"], "is not writable"),
+    "results dir is a file": (["results_dir=/etc/hostname"], "exists and is not a directory"),
 }
 
 
