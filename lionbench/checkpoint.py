@@ -16,13 +16,13 @@ import contextlib
 import os
 import random
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lionbench.errors import UserError
+from lionbench.track import atomic_write
 
 FILENAME = "checkpoint.pt"
 FORMAT = 1
@@ -47,17 +47,7 @@ class Interrupted(BaseException):
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (temporary file, fsync, rename): never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:

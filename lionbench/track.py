@@ -15,8 +15,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 # Keys that decide where results go or how they are reported, not what is computed.
 NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
@@ -47,12 +48,13 @@ def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
     )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename: never half-written."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write via a temporary file in the same directory, fsync and rename: never half-written,
+    whenever the process is killed. `write` fills the open binary file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,6 +62,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def json_safe(value: Any) -> Any:

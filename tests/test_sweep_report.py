@@ -135,17 +135,22 @@ def test_torn_missing_and_diverged_runs_are_reported_not_counted(swept, tmp_path
     assert sorted(problems["status"]) == ["diverged", "partial", "partial"]
 
 
-def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
+def fail_lion_run(monkeypatch, ratio: float, seed: int) -> None:
+    """Make the Lion run at this ratio and seed raise inside training (an injected failure)."""
     from lionbench import train
 
     real = train.train
 
     def flaky(cfg, *args, **kwargs):
-        if cfg.optim.name == "lion" and cfg.optim.ratio == 10 and cfg.seed == 0:
+        if cfg.optim.name == "lion" and cfg.optim.ratio == ratio and cfg.seed == seed:
             raise RuntimeError("injected failure")
         return real(cfg, *args, **kwargs)
 
     monkeypatch.setattr(train, "train", flaky)
+
+
+def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
+    fail_lion_run(monkeypatch, ratio=10, seed=0)
     assert tiny_sweep(tmp_path) == 1  # non-zero only because a run failed
     statuses = sorted(summary(d)["status"] for d in run_dirs(tmp_path))
     assert statuses == ["completed"] * 5 + ["failed"]
@@ -207,16 +212,7 @@ def test_submitit_local_launcher(tmp_path):
 def test_a_sweep_with_a_diverging_and_a_failing_run_finishes_the_others(
     tmp_path, monkeypatch, capsys
 ):
-    from lionbench import train
-
-    real = train.train
-
-    def flaky(cfg, *args, **kwargs):
-        if cfg.optim.name == "lion" and cfg.optim.ratio == 3 and cfg.seed == 0:
-            raise RuntimeError("injected failure")
-        return real(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(train, "train", flaky)
+    fail_lion_run(monkeypatch, ratio=3, seed=0)
     # ratio 1e-4: Lion's lr is 10,000x AdamW's, which diverges within the first steps
     overrides = [*TINY, "train.log_interval=2", f"results_dir={tmp_path}"]
     assert sweep_mod.run_sweep([3.0, 1e-4], [0, 1], None, "basic", overrides) == 1
