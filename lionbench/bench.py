@@ -28,6 +28,7 @@ PARAM_SETS = ("gpt2-124m", "resnet50", "vit-b16", "flat:N")
 IMPLS = {
     "lion:lionbench": 20,
     "lion:lionbench_bf16": 16,
+    "lion:lionbench_compiled": 20,
     "lion:lionbench_eager": 20,
     "lion:lion_pytorch_foreach": 20,
     "lion:lion_pytorch": 20,

@@ -22,6 +22,7 @@ OPTIMIZER_IMPLS: dict[str, tuple[str, ...]] = {
     "lion": (
         "lionbench",
         "lionbench_bf16",
+        "lionbench_compiled",
         "lionbench_eager",
         "lion_pytorch_foreach",
         "lion_pytorch",

@@ -169,3 +169,132 @@ def test_both_paths_match_lion_pytorch(fuse_below):
         torch.testing.assert_close(
             opt.state[p]["exp_avg"], ref.state[q]["exp_avg"], rtol=1e-12, atol=1e-12
         )
+
+
+def _fp32_groups(seed: int):
+    """Two groups of fp32 tensors: sizes off the 16-element blocks, one large enough for both
+    threads, a parameter whose gradient is always zero and one that never gets a gradient."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(70_001,), (3, 5), (257, 300), (1,), (16,), (8, 8)]
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(8)]
+    for gs in grads:
+        gs[3].zero_()  # always-zero gradient: sign(0) = 0, weight decay only
+        gs[5] = None  # never a gradient: skipped, no state
+    groups = [
+        {"params": params[:3], "weight_decay": 0.3},
+        {"params": params[3:], "lr": 3e-3, "weight_decay": 0.0},
+    ]
+    return params, groups, grads
+
+
+@pytest.mark.parametrize("momentum_dtype", [None, torch.bfloat16], ids=["fp32", "bf16-momentum"])
+def test_cpu_kernel_is_bitwise_the_eager_rule(momentum_dtype):
+    """The C kernel (lion_cpu.c) rounds exactly as the eager update does, in fp32 and with a
+    bf16 momentum: same bits for p and m after steps with changing lr, across groups, tails of
+    every length and the threaded range split."""
+    from lionbench.optim import native
+
+    assert native.library() is not None, "this machine has a C compiler: the kernel must build"
+    params, groups, grads = _fp32_groups(seed=4)
+    ref_params, ref_groups, _ = _fp32_groups(seed=4)
+    opt = Lion(groups, lr=1e-2, momentum_dtype=momentum_dtype)
+    ref = Lion(  # every tensor through the eager `_update` (the foreach path uses lerp)
+        ref_groups,
+        lr=1e-2,
+        momentum_dtype=momentum_dtype,
+        compiled=False,
+        native=False,
+        fuse_below=0,
+    )
+    lrs = [1e-2 * 0.7**i for i in range(len(grads))]
+    for i, gs in enumerate(grads):
+        for ps in (params, ref_params):
+            for p, g in zip(ps, gs, strict=True):
+                p.grad = None if g is None else g.clone()
+        for o in (opt, ref):
+            o.param_groups[0]["lr"] = lrs[i]
+            o.step()
+    for p, q in zip(params, ref_params, strict=True):
+        assert torch.equal(p, q)
+        if q in ref.state:
+            assert torch.equal(opt.state[p]["exp_avg"], ref.state[q]["exp_avg"])
+        else:
+            assert p not in opt.state or not opt.state[p]
+    assert not torch.equal(params[0], _fp32_groups(seed=4)[0][0])  # it did move
+
+
+def test_cpu_kernel_matches_lion_pytorch_in_fp32():
+    """Against the reference implementation in fp32: the same up to fp32 rounding (lion-pytorch
+    multiplies and interpolates in a different order)."""
+    params, groups, grads = _fp32_groups(seed=5)
+    ref_params, ref_groups, _ = _fp32_groups(seed=5)
+    opt, ref = Lion(groups, lr=1e-2), ReferenceLion(ref_groups, lr=1e-2)
+    _steps(opt, [p for p in params[:5]], [gs[:5] for gs in grads])
+    _steps(ref, [p for p in ref_params[:5]], [gs[:5] for gs in grads])
+    for p, q in zip(params[:5], ref_params[:5], strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_kernel_skips_what_it_cannot_do():
+    """Non-contiguous and non-fp32 parameters take the torch paths, and still follow the rule."""
+    base = torch.randn(40, 30)
+    strided = torch.nn.Parameter(base.t())  # a transposed view: not contiguous
+    half = torch.nn.Parameter(torch.randn(50, dtype=torch.float64))
+    ref_strided = torch.nn.Parameter(strided.detach().clone())
+    ref_half = torch.nn.Parameter(half.detach().clone())
+    opt = Lion([strided, half], lr=1e-2, weight_decay=0.1)
+    ref = Lion([ref_strided, ref_half], lr=1e-2, weight_decay=0.1, compiled=False, native=False)
+    for _ in range(3):
+        g1, g2 = torch.randn(30, 40), torch.randn(50, dtype=torch.float64)
+        strided.grad, half.grad, ref_strided.grad, ref_half.grad = g1, g2, g1.clone(), g2.clone()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(strided, ref_strided, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(half, ref_half, rtol=1e-12, atol=1e-12)
+
+
+def test_without_a_compiler_lion_falls_back(tmp_path):
+    """No C compiler: one warning, the torch.compile path, the same result (a fresh process,
+    since the kernel is loaded once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from lionbench.optim.lion import Lion\n"
+        "p = torch.nn.Parameter(torch.ones(1000)); q = torch.nn.Parameter(torch.ones(1000))\n"
+        "a = Lion([p], lr=0.1, weight_decay=0.5); b = Lion([q], lr=0.1, weight_decay=0.5)\n"
+        "for _ in range(2):\n"
+        "    p.grad = torch.linspace(-1, 1, 1000); q.grad = p.grad.clone(); a.step(); b.step()\n"
+        "assert a.native is False and torch.equal(p, q), (p, q)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "CC": "no-such-compiler", "LIONBENCH_CACHE": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    warnings = [ln for ln in res.stderr.splitlines() if "CPU Lion kernel unavailable" in ln]
+    assert len(warnings) == 1 and "no C compiler" in warnings[0]
+    assert not (tmp_path / "kernels").exists()
+
+
+def test_cpu_kernel_cache_is_per_machine(tmp_path, monkeypatch):
+    """The built library is keyed by the CPU: another CPU's flags build (and name) another."""
+    from lionbench.optim import native
+
+    monkeypatch.setenv("LIONBENCH_CACHE", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        assert native.library() is not None
+        first = sorted((tmp_path / "kernels").glob("lion_cpu-*.so"))
+        native.library.cache_clear()
+        monkeypatch.setattr(native, "_cpu_fingerprint", lambda: "flags: another cpu")
+        assert native.library() is not None
+        second = sorted((tmp_path / "kernels").glob("lion_cpu-*.so"))
+        assert len(first) == 1 and len(second) == 2
+        assert not list((tmp_path / "kernels").glob(".build-*"))  # no temporary left behind
+    finally:
+        native.library.cache_clear()

@@ -141,6 +141,7 @@ def _triton_usable() -> bool:
 
 LION_IMPLS = [
     pytest.param("lionbench", id="lionbench"),
+    pytest.param("lionbench_compiled", id="lionbench_compiled"),
     pytest.param("lionbench_eager", id="lionbench_eager"),
     pytest.param("lion_pytorch", id="lion_pytorch"),
     pytest.param("lion_pytorch_foreach", id="lion_pytorch_foreach"),

@@ -38,6 +38,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from lionbench.cache import lionbench_cache
+
 # Bumped whenever the generator's output changes, so that stale caches are never reused.
 GENERATOR_VERSION = 1
 
@@ -267,8 +269,7 @@ class BuiltinImages:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("LIONBENCH_CACHE") or Path.home() / ".cache" / "lionbench"
-    return Path(root) / "builtin_images"
+    return lionbench_cache("builtin_images")
 
 
 def _stream(seed: int, part: int) -> np.random.Generator:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lionbench.cache import lionbench_cache
+
 # Bumped whenever the generator changes, so that stale caches are never reused.
 GENERATOR_VERSION = 1
 
@@ -153,8 +155,7 @@ class BuiltinTokens:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("LIONBENCH_CACHE") or Path.home() / ".cache" / "lionbench"
-    return Path(root) / "builtin_tokens"
+    return lionbench_cache("builtin_tokens")
 
 
 def load(lang: TokenLanguage, length: int, n_train: int, n_val: int) -> BuiltinTokens:

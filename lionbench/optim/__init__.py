@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from lionbench.config import OPTIMIZER_IMPLS
 from lionbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -21,7 +22,9 @@ def check_impl(optim_cfg: Any, device: torch.device) -> None:
     if optim_cfg.name == "lion" and optim_cfg.impl == "lion_pytorch_triton" and not triton_ok:
         raise UserError(
             "optim.impl=lion_pytorch_triton needs a CUDA device and Triton "
-            "(accepted here: lion_pytorch_foreach, lion_pytorch)"
+            "(accepted here: "
+            + ", ".join(i for i in OPTIMIZER_IMPLS["lion"] if i != "lion_pytorch_triton")
+            + ")"
         )
 
 
@@ -51,8 +54,9 @@ def build_lion(
 ) -> torch.optim.Optimizer:
     """lionbench's own Lion (`lionbench*`: lionbench/optim/lion.py) or lion-pytorch's, whose
     `decoupled_weight_decay` stays False: with it, wd is divided by the initial lr, which is not
-    the published rule."""
-    if impl.startswith("lionbench"):
+    the published rule. `lionbench` and `lionbench_bf16` use the C kernel for fp32 CPU tensors;
+    `lionbench_compiled` only the torch.compile path, `lionbench_eager` neither."""
+    if impl in ("lionbench", "lionbench_bf16", "lionbench_compiled", "lionbench_eager"):
         import torch
 
         from lionbench.optim.lion import Lion
@@ -63,6 +67,7 @@ def build_lion(
             betas=betas,
             momentum_dtype=torch.bfloat16 if impl == "lionbench_bf16" else None,
             compiled=impl != "lionbench_eager",
+            native=impl in ("lionbench", "lionbench_bf16"),
         )
     if impl == "lion_pytorch":
         from lion_pytorch import Lion
@@ -76,7 +81,9 @@ def build_lion(
         from lion_pytorch import Lion
 
         return Lion(groups, lr=lr, betas=betas, use_triton=True)
-    raise UserError(f"unknown optim.impl '{impl}' for lion")
+    raise UserError(
+        f"unknown optim.impl '{impl}' for lion (accepted: {', '.join(OPTIMIZER_IMPLS['lion'])})"
+    )
 
 
 def build_adamw(
