@@ -77,8 +77,9 @@ def param_shapes(name: str) -> list[tuple[int, ...]]:
 def memory_bandwidth(device: torch.device, n_bytes: int, repeats: int = 10) -> float:
     """The device's measured streaming bandwidth (bytes moved per second): the best median of an
     in-place scale (a *= 1: one read, one write) and an in-place add (a += eps * b: two reads,
-    one write), on arrays too large for caches. It is the ceiling an optimizer step can
-    approach."""
+    one write), on arrays larger than the caches. It is what torch's own streaming kernels
+    reach, the practical ceiling of an optimizer step; a loop that prefetches its streams can
+    beat it somewhat on a CPU."""
     n = max(1, n_bytes // 4)
     a, b = torch.rand(n, device=device), torch.rand(n, device=device)
     best = 0.0
@@ -148,15 +149,17 @@ def bench_optim(
     device = resolve_device(device_name)
     shapes = param_shapes(params)
     n = sum(math.prod(s) for s in shapes)
-    bandwidth = memory_bandwidth(device, 1 << 28)  # 256 MB arrays
-    # Repeats take the implementations in turn, so a slow spell of a shared machine lands on
-    # all of them rather than on whichever was being timed.
+    # Repeats take the implementations (and the bandwidth probe) in turn, so a slow spell of a
+    # shared machine lands on all of them rather than on whichever was being timed.
     medians: dict[str, list[float]] = {impl: [] for impl in impls}
+    bandwidths = []
     for r in range(repeats):
+        bandwidths.append(memory_bandwidth(device, 1 << 30))  # 1 GiB arrays: beyond any cache
         for impl in impls:
             medians[impl].append(
                 statistics.median(time_impl(impl, shapes, device, steps, warmup, seed=r))
             )
+    bandwidth = statistics.median(bandwidths)
     rows = []
     for impl in impls:
         ms = statistics.median(medians[impl]) * 1e3
@@ -207,13 +210,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in sorted(rows, key=lambda r: r["ms_per_step"]):
         table.add_row(
             r["impl"],
-            f"{r['ms_per_step']:.2f}",
-            f"{r['ms_min']:.2f}-{r['ms_max']:.2f}",
+            _ms(r["ms_per_step"]),
+            f"{_ms(r['ms_min'])}-{_ms(r['ms_max'])}",
             f"{r['effective_gb_s']:.1f}",
             f"{r['fraction_of_bandwidth']:.0%}",
             "-" if r["vs_adamw_fused"] is None else f"{r['vs_adamw_fused']:.2f}",
         )
     Console().print(table)
+
+
+def _ms(ms: float) -> str:
+    """Three significant figures or more, so that the table fits 80 columns."""
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def check_options(
