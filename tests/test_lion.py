@@ -300,3 +300,21 @@ def test_cpu_kernel_cache_is_per_machine(tmp_path, monkeypatch):
         assert not list((tmp_path / "kernels").glob(".build-*"))  # no temporary left behind
     finally:
         native.library.cache_clear()
+
+
+def test_bf16_momentum_survives_a_checkpoint():
+    """Saved and loaded (as a resumed run does), the momentum stays bf16, and the run continues
+    bit for bit as if never stopped."""
+    params, grads = _problem(torch.float32, seed=6)
+    resumed, _ = _problem(torch.float32, seed=6)
+    straight = Lion(params, lr=1e-2, weight_decay=0.1, momentum_dtype=torch.bfloat16)
+    first = Lion(resumed, lr=1e-2, weight_decay=0.1, momentum_dtype=torch.bfloat16)
+    _steps(straight, params, grads)
+    _steps(first, resumed, grads[:6])
+    second = Lion(resumed, lr=1e-2, weight_decay=0.1, momentum_dtype=torch.bfloat16)
+    second.load_state_dict(first.state_dict())
+    assert all(s["exp_avg"].dtype == torch.bfloat16 for s in second.state.values())
+    _steps(second, resumed, grads[6:])
+    for p, q in zip(params, resumed, strict=True):
+        assert torch.equal(p, q)
+        assert torch.equal(straight.state[p]["exp_avg"], second.state[q]["exp_avg"])

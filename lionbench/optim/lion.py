@@ -140,6 +140,15 @@ class Lion(torch.optim.Optimizer):
             self.update = _update
             _update(*args)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch casts loaded state to each parameter's dtype; a bf16 momentum stays bf16 (the
+        round trip through fp32 is exact, so a resumed run continues bit for bit)."""
+        super().load_state_dict(state_dict)
+        if self.momentum_dtype is not None:
+            for state in self.state.values():
+                if "exp_avg" in state:
+                    state["exp_avg"] = state["exp_avg"].to(self.momentum_dtype)
+
     def _native_ok(self) -> bool:
         """Whether the C kernel is available (built on first use); if not, never ask again."""
         self.native = native.library() is not None
