@@ -318,3 +318,33 @@ def test_bf16_momentum_survives_a_checkpoint():
     for p, q in zip(params, resumed, strict=True):
         assert torch.equal(p, q)
         assert torch.equal(straight.state[p]["exp_avg"], second.state[q]["exp_avg"])
+
+
+def test_cpu_kernel_updates_shared_parameters_in_turn():
+    """Two parameters on one tensor (or one listed twice) are updated one after the other, as
+    the eager loop does, not raced on by the kernel's threads."""
+    shared = torch.randn(100_000, generator=torch.Generator().manual_seed(7))
+    a, b = torch.nn.Parameter(shared), torch.nn.Parameter(shared)
+    ref_shared = shared.clone()
+    ra, rb = torch.nn.Parameter(ref_shared), torch.nn.Parameter(ref_shared)
+    opt = Lion([a, b], lr=1e-2, weight_decay=0.1)
+    ref = Lion([ra, rb], lr=1e-2, weight_decay=0.1, compiled=False, native=False, fuse_below=0)
+    for step in range(3):
+        g1, g2 = (
+            torch.randn(100_000, generator=torch.Generator().manual_seed(s)) for s in (step, 9)
+        )
+        a.grad, b.grad, ra.grad, rb.grad = g1, g2, g1.clone(), g2.clone()
+        opt.step()
+        ref.step()
+    assert torch.equal(a, ra)
+
+
+def test_cpu_kernel_refuses_a_momentum_of_another_shape():
+    """A checkpoint whose exp_avg does not match its parameter (torch does not check shapes on
+    load) fails loudly, as the eager update does, instead of writing past the buffer."""
+    p = torch.nn.Parameter(torch.randn(1000))
+    opt = Lion([p], lr=1e-2)
+    opt.state[p]["exp_avg"] = torch.zeros(10)
+    p.grad = torch.randn(1000)
+    with pytest.raises(RuntimeError):
+        opt.step()

@@ -186,6 +186,8 @@ class Lion(torch.optim.Optimizer):
                     if all(t.is_contiguous() for t in tensors):  # one kernel for every size
                         tensors = tuple(t.view(-1) for t in tensors)
                     self._apply(*tensors, lr, wd, beta1, beta2)
+            if not (by_kernel or small):
+                continue  # reading lr as a float would synchronize with a device tensor
             lr_f, wd_f = float(group["lr"]), float(group["weight_decay"])
             for ps, gs, ms in by_kernel.values():
                 native.lion_step(native.library(), ps, gs, ms, lr_f, wd_f, (beta1, beta2))

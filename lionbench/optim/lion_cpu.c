@@ -9,7 +9,7 @@
  *
  * The arithmetic is the eager rule of lionbench/optim/lion.py (`_update`) in the same order and
  * fp32 rounding, built with -ffp-contract=off (no fused multiply-add), so both give identical
- * bits:
+ * bits (NaN payloads aside):
  *     c = m * b1 + g * (1 - b1)
  *     p = p * (1 - lr * wd) - lr * sign(c)        sign(0) = sign(NaN) = 0, as torch.sign
  *     m = m * b2 + g * (1 - b2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
 import platform
 import shutil
@@ -122,7 +123,7 @@ def supports(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> bool:
         and p.is_contiguous()
         and g.is_contiguous()
         and m.is_contiguous()
-        and g.shape == p.shape
+        and g.shape == p.shape == m.shape
     )
 
 
@@ -136,15 +137,23 @@ def lion_step(
     betas: tuple[float, float],
 ) -> None:
     """One Lion step over tensors that pass `supports`, all with the same momentum dtype. The
-    GIL is released during the call (ctypes), and the kernel uses torch's thread count."""
+    GIL is released during the call (ctypes), and the kernel uses torch's thread count.
+    Parameters that overlap in memory (one listed twice, two sharing a tensor) are updated one
+    after the other, as the eager loop does: in one call, threads would race on them."""
     n = len(ps)
     if n == 0:
+        return
+    starts = [p.data_ptr() for p in ps]
+    spans = sorted((s, s + 4 * p.numel()) for s, p in zip(starts, ps, strict=True))
+    if any(b[0] < a[1] for a, b in itertools.pairwise(spans)):
+        for i in range(n):
+            lion_step(lib, ps[i : i + 1], gs[i : i + 1], ms[i : i + 1], lr, wd, betas)
         return
     pointers = ctypes.c_void_p * n
     b1, b2 = betas
     lib.lionbench_lion_step(
         n,
-        pointers(*[p.data_ptr() for p in ps]),
+        pointers(*starts),
         pointers(*[g.data_ptr() for g in gs]),
         pointers(*[m.data_ptr() for m in ms]),
         (ctypes.c_int64 * n)(*[p.numel() for p in ps]),
