@@ -1,0 +1,299 @@
+"""The one table of optimizers: names, implementations, hyperparameters and state bytes.
+
+Config validation, `build_optimizer`, `bench optim`, `lionbench list`, the run summary and the
+report all read `OPTIMIZERS`. A first-class optimizer is one `OptimizerSpec` here plus
+`conf/optim/<name>.yaml`; any other optimizer class comes in through a YAML with `_target_`
+(`target_spec`), with no edit to the package. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lionbench import checks
+from lionbench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+Groups = list[dict[str, Any]]
+Shape = tuple[int, ...]
+# Keys of an optimizer config that are not constructor arguments.
+META_KEYS = ("name", "impl", "ratio", "_target_")
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation of an optimizer.
+
+    `bytes_moved` is the memory traffic of one step per fp32 parameter under the streaming model
+    (read p, g and each state buffer; write p and each state buffer), what `bench optim` divides
+    by the step time; `state_bytes` what the implementation should hold for one tensor."""
+
+    build: Callable[[Groups, Mapping[str, Any]], torch.optim.Optimizer]
+    state_bytes: Callable[[Shape], int]
+    bytes_moved: int | None = None
+    needs: tuple[str, ...] = ()  # "cuda", "triton": what must be present to run it
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer: its hyperparameters (key -> check) and its implementations (the first one
+    is the default). `ratio_of` names the optimizer whose recipe baseline this one's lr and wd
+    derive from through `optim.ratio` (Lion: lr = adamw.lr / r, wd = adamw.wd * r)."""
+
+    name: str
+    description: str
+    hyperparams: Mapping[str, Callable[[Any, str], None]]
+    impls: Mapping[str, Impl]
+    ratio_of: str | None = None
+    target: str | None = None  # the class path of a user `_target_` optimizer
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def impl(self, name: str) -> Impl:
+        checks.choice(name, f"optim.impl (for optim={self.name})", self.impls)
+        return self.impls[name]
+
+    def expected_state_bytes(self, impl: str, shapes: list[Shape]) -> int:
+        """The optimizer-state bytes the implementation should hold for these parameters."""
+        return sum(self.impl(impl).state_bytes(s) for s in shapes)
+
+
+def per_element(n_bytes: float, extra: int = 0) -> Callable[[Shape], int]:
+    """State of `n_bytes` per element plus `extra` bytes per tensor (a step counter)."""
+    return lambda shape: int(n_bytes * math.prod(shape)) + extra
+
+
+def factored(shape: Shape) -> int:
+    """Adafactor (torch): a row and a column second-moment vector for >= 2-D tensors, a full one
+    otherwise, in fp32, plus a 4-byte step counter."""
+    if len(shape) < 2:
+        return 4 * math.prod(shape) + 4
+    lead = math.prod(shape[:-2])
+    return 4 * lead * (shape[-2] + shape[-1]) + 4
+
+
+# ------------------------------------------------------------------------------------ builders
+
+
+def _lion(momentum: str | None, compiled: bool, native: bool) -> Callable[..., Any]:
+    """lionbench's own Lion (lionbench/optim/lion.py): the C kernel for fp32 CPU tensors when
+    `native`, a torch.compile one-pass update elsewhere when `compiled`."""
+
+    def build(groups: Groups, hp: Mapping[str, Any]) -> Any:
+        import torch
+
+        from lionbench.optim.lion import Lion
+
+        dtype = getattr(torch, momentum) if momentum else None
+        return Lion(
+            groups, lr=hp["lr"], betas=tuple(hp["betas"]), momentum_dtype=dtype,
+            compiled=compiled, native=native,
+        )  # fmt: skip
+
+    return build
+
+
+def _lion_pytorch(variant: str) -> Callable[..., Any]:
+    """lion-pytorch's Lion; its `decoupled_weight_decay` stays False: with it, wd is divided by
+    the initial lr, which is not the published rule."""
+
+    def build(groups: Groups, hp: Mapping[str, Any]) -> Any:
+        betas = tuple(hp["betas"])
+        if variant == "foreach":
+            from lion_pytorch.foreach import Lion as ForeachLion
+
+            return ForeachLion(groups, lr=hp["lr"], betas=betas)
+        from lion_pytorch import Lion
+
+        return Lion(groups, lr=hp["lr"], betas=betas, use_triton=variant == "triton")
+
+    return build
+
+
+def _torch(cls_name: str, flags: Mapping[str, Any], keys: tuple[str, ...]) -> Callable[..., Any]:
+    """A torch.optim class with the given implementation flags and hyperparameters."""
+
+    def build(groups: Groups, hp: Mapping[str, Any]) -> Any:
+        import torch
+
+        kwargs = {k: tuple(hp[k]) if k == "betas" else hp[k] for k in keys}
+        return getattr(torch.optim, cls_name)(groups, lr=hp["lr"], **kwargs, **flags)
+
+    return build
+
+
+_LION_STATE = per_element(4)
+_ADAMW_KEYS = ("betas", "eps")
+_SGD_KEYS = ("momentum", "nesterov")
+_ADAFACTOR_KEYS = ("beta2_decay", "d")
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    spec.name: spec
+    for spec in (
+        OptimizerSpec(
+            name="lion",
+            description="Lion (Chen et al. 2023): sign of an interpolated momentum, one buffer",
+            hyperparams={
+                "lr": checks.positive,
+                "weight_decay": checks.non_negative,
+                "betas": checks.betas,
+                "ratio": checks.positive,
+            },
+            ratio_of="adamw",
+            impls={
+                "lionbench": Impl(
+                    _lion(None, True, True), _LION_STATE, 20,
+                    note="C kernel for fp32 on CPU, torch.compile elsewhere",
+                ),
+                "lionbench_bf16": Impl(
+                    _lion("bfloat16", True, True), per_element(2), 16, note="bf16 momentum"
+                ),
+                "lionbench_compiled": Impl(
+                    _lion(None, True, False), _LION_STATE, 20, note="torch.compile path only"
+                ),
+                "lionbench_eager": Impl(
+                    _lion(None, False, False), _LION_STATE, 20, note="eager torch ops"
+                ),
+                "lion_pytorch_foreach": Impl(_lion_pytorch("foreach"), _LION_STATE, 20),
+                "lion_pytorch": Impl(_lion_pytorch("loop"), _LION_STATE, 20),
+                "lion_pytorch_triton": Impl(
+                    _lion_pytorch("triton"), _LION_STATE, 20, needs=("cuda", "triton")
+                ),
+            },  # fmt: skip
+        ),
+        OptimizerSpec(
+            name="adamw",
+            description="AdamW (Loshchilov & Hutter 2019), the baseline: two buffers",
+            hyperparams={
+                "lr": checks.positive,
+                "weight_decay": checks.non_negative,
+                "betas": checks.betas,
+                "eps": checks.positive,
+            },
+            impls={
+                impl: Impl(_torch("AdamW", flags, _ADAMW_KEYS), per_element(8, 4), 28)
+                for impl, flags in (
+                    ("fused", {"fused": True}),
+                    ("foreach", {"foreach": True}),
+                    ("loop", {"foreach": False}),
+                )
+            },
+        ),
+        OptimizerSpec(
+            name="sgd",
+            description="SGD with Nesterov momentum (coupled L2 weight decay, torch's rule)",
+            hyperparams={
+                "lr": checks.positive,
+                "weight_decay": checks.non_negative,
+                "momentum": checks.unit_interval,
+                "nesterov": checks.boolean,
+            },
+            impls={
+                impl: Impl(_torch("SGD", flags, _SGD_KEYS), per_element(4), 12)
+                for impl, flags in (("foreach", {"foreach": True}), ("loop", {"foreach": False}))
+            },
+        ),
+        OptimizerSpec(
+            name="adafactor",
+            description="Adafactor (Shazeer & Stern 2018; torch's): factored second moment",
+            hyperparams={
+                "lr": checks.positive,
+                "weight_decay": checks.non_negative,
+                "beta2_decay": checks.non_positive,
+                "d": checks.positive,
+            },
+            impls={
+                impl: Impl(_torch("Adafactor", flags, _ADAFACTOR_KEYS), factored, 8)
+                for impl, flags in (("foreach", {"foreach": True}), ("loop", {"foreach": False}))
+            },
+        ),
+    )
+}
+
+
+# ------------------------------------------------------------------------ user `_target_` classes
+
+
+def target_spec(optim_cfg: Mapping[str, Any]) -> OptimizerSpec:
+    """The spec of an optimizer given as `_target_: module.Class` in a user's YAML: every key
+    but name/impl/_target_ is a constructor argument; lr and weight_decay are required (the
+    harness puts weight decay in the parameter groups, 0 on biases and norms)."""
+    path = optim_cfg.get("_target_")
+    if not isinstance(path, str) or "." not in path:
+        raise UserError(f"optim._target_ must be 'module.Class', got {path!r}")
+    cls = import_target(path)
+    name = optim_cfg.get("name") or cls.__name__.lower()
+    extra = [k for k in optim_cfg if k not in META_KEYS and k not in ("lr", "weight_decay")]
+
+    def build(groups: Groups, hp: Mapping[str, Any]) -> Any:
+        return cls(groups, lr=hp["lr"], **{k: hp[k] for k in extra})
+
+    return OptimizerSpec(
+        name=str(name),
+        description=f"user optimizer {path}",
+        hyperparams={"lr": checks.positive, "weight_decay": checks.non_negative},
+        impls={"target": Impl(build, lambda shape: 0)},
+        target=path,
+    )
+
+
+def import_target(path: str) -> Any:
+    """`module.Class` -> the class, or one line naming what could not be imported."""
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(
+            f"optim._target_ {path}: cannot import module '{module_name}' ({e}); is it on "
+            f"PYTHONPATH?"
+        ) from None
+    if not hasattr(module, attr):
+        raise UserError(f"optim._target_ {path}: module '{module_name}' has no '{attr}'")
+    return getattr(module, attr)
+
+
+def spec_of(optim_cfg: Mapping[str, Any]) -> OptimizerSpec:
+    """The spec of a composed `optim` config: a registered name, or a user `_target_`."""
+    if optim_cfg.get("_target_") is not None:
+        return target_spec(optim_cfg)
+    name = optim_cfg.get("name")
+    checks.choice(name, "optim", OPTIMIZERS)
+    return OPTIMIZERS[str(name)]
+
+
+def impl_of(optim_cfg: Mapping[str, Any]) -> str:
+    """The implementation a config selects (`target` for user classes)."""
+    return "target" if optim_cfg.get("_target_") is not None else str(optim_cfg.get("impl"))
+
+
+def hyperparams_of(optim_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer's settings other than lr and weight decay (betas, eps, momentum, ...), as
+    recorded in the run summary and compared by the report."""
+    return {
+        k: (list(v) if isinstance(v, list | tuple) else v)
+        for k, v in optim_cfg.items()
+        if k not in META_KEYS and k not in ("lr", "weight_decay")
+    }
+
+
+def all_impls() -> list[str]:
+    """`optim:impl` for every registered implementation, as `bench optim --impls` takes them."""
+    return [f"{name}:{impl}" for name, spec in OPTIMIZERS.items() for impl in spec.impls]
+
+
+def missing_needs(impl: Impl, device_type: str) -> list[str]:
+    """What an implementation needs that this machine lacks."""
+    import importlib.util
+
+    missing = []
+    if "cuda" in impl.needs and device_type != "cuda":
+        missing.append("a CUDA device")
+    if "triton" in impl.needs and importlib.util.find_spec("triton") is None:
+        missing.append("Triton")
+    return missing

@@ -1,0 +1,252 @@
+"""The run record: a run's identity, its status and its summary.json, versioned.
+
+One definition of what is *not* part of a run's identity (`NOT_IDENTITY`) serves the run
+directory's name, the report's settings and sweeps. `RunSummary` is summary.json as a typed
+record; `read_summary` accepts every schema written so far (schema 1 had no version key), so
+runs already on disk keep working. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+
+# Keys that decide where results go or how they are reported, not what is computed: changing
+# them never re-runs anything, and runs that differ only in them are the same run.
+NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
+# Keys that make an *arm* (an optimizer setting, over seeds) within a *setting*.
+ARM_KEYS = ("optim", "seed")
+
+
+class Status(str, Enum):
+    """What became of a run. The first five are written by runs; the others are what a reader
+    concludes from a directory (or a launcher from a job) that has no usable summary."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    PARTIAL = "partial"  # a directory without a finished summary (killed, or still running)
+    MISSING = "missing"  # no directory at all
+    CORRUPT = "corrupt"  # files that cannot be read
+    BAD_INPUT = "bad_input"  # refused before training
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """A run with a final result: it is skipped when asked for again."""
+        return self in (Status.COMPLETED, Status.DIVERGED)
+
+    @property
+    def problem(self) -> bool:
+        """A run that produced no result (a sweep exits 1 when one of its runs is here)."""
+        return self in (Status.FAILED, Status.PARTIAL, Status.MISSING, Status.CORRUPT,
+                        Status.BAD_INPUT)  # fmt: skip
+
+    @classmethod
+    def parse(cls, value: Any) -> Status:
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.CORRUPT
+
+
+# ------------------------------------------------------------------------------------- identity
+
+
+def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
+    ident = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    ident["device"] = device_type  # a CPU result is not a GPU result
+    return ident
+
+
+def setting_config(cfg: dict[str, Any], optimizer_names: tuple[str, ...]) -> dict[str, Any]:
+    """What runs compared against each other must share: the identity without the arm keys and
+    without the recipe's per-optimizer baselines (`recipe.adamw`, `recipe.lion`, ...)."""
+    rest = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and k not in ARM_KEYS}
+    recipe = rest.get("recipe")
+    if isinstance(recipe, dict):
+        rest["recipe"] = {k: v for k, v in recipe.items() if k not in optimizer_names}
+    return rest
+
+
+def digest(value: Any, length: int = 10) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_name(cfg: dict[str, Any], device_type: str) -> str:
+    """`<scale>-<optim>-lr..-wd..-s<seed>-<hash of the identity>`: readable, and unique."""
+    o = cfg["optim"]
+    return (
+        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}"
+        f"-s{cfg['seed']}-{digest(identity(cfg, device_type))}"
+    )
+
+
+def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
+    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`."""
+    return (
+        Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / run_name(cfg, device_type)
+    )
+
+
+# -------------------------------------------------------------------------------------- summary
+
+
+@dataclass
+class RunSummary:
+    """summary.json. Fields are grouped as: what ran, where and when, and what came of it."""
+
+    status: Status = Status.RUNNING
+    error: str | None = None
+    # what ran
+    recipe: str | None = None
+    scale: str | None = None
+    data: str | None = None
+    optim: str | None = None
+    impl: str | None = None
+    optim_target: str | None = None  # the class of a user `_target_` optimizer
+    lr: float | None = None
+    weight_decay: float | None = None
+    hyperparams: dict[str, Any] = field(default_factory=dict)  # betas, eps, momentum, ...
+    betas: list[float] | None = None  # schema 1 had only this; kept for its readers
+    ratio: float | None = None  # lr/wd ratio to the baseline (ratio-linked optimizers)
+    wd_ratio: float | None = None
+    seed: int | None = None
+    sched: str | None = None
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    planned_steps: int | None = None
+    precision: str | None = None
+    compile: bool | None = None
+    sweep_name: str | None = None
+    # where and when
+    run_dir: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    torch_version: str | None = None
+    lionbench_version: str | None = None
+    git_rev: str | None = None
+    hostname: str | None = None
+    pid: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    wall_s: float | None = None
+    resumed_from_step: int | None = None
+    resumes: int | None = None
+    interrupted_by: int | None = None
+    # what came of it
+    steps: int | None = None
+    diverged_at_step: int | None = None
+    final_train_loss: float | None = None
+    final_val_loss: float | None = None
+    best_val_loss: float | None = None
+    best_val_step: int | None = None
+    final_val_metrics: dict[str, float] | None = None
+    final_ema_val_metrics: dict[str, float] | None = None
+    loss_floor: float | None = None
+    gap_to_floor: float | None = None
+    target_metric: str | None = None
+    target: float | None = None
+    steps_to_target: int | None = None
+    time_to_target_s: float | None = None
+    steps_per_s: float | None = None
+    examples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    flops_per_example: float | None = None
+    mfu: float | None = None
+    opt_step_ms: float | None = None
+    opt_step_ms_samples: int | None = None
+    train_time_s: float | None = None
+    timed_steps: int | None = None
+    peak_mem_bytes: int | None = None
+    peak_mem_kind: str | None = None
+    optimizer_state_bytes: int | None = None
+    n_params: int | None = None
+    init_state_hash: str | None = None
+    first_batch_hash: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    data_info: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer writer, kept as read
+
+    def update(self, **values: Any) -> RunSummary:
+        """Set fields by name; an unknown name is a bug, not data."""
+        for key, value in values.items():
+            if key not in _FIELDS or key == "extra":
+                raise AttributeError(f"RunSummary has no field {key!r}")
+            setattr(self, key, Status(value) if key == "status" else value)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out["status"] = self.status.value
+        return {**out, **self.extra}
+
+    def to_json(self) -> str:
+        return json.dumps(json_safe(self.to_dict()), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """Any readable schema; schema 1 (no `schema_version`) maps field for field."""
+        version = data.get("schema_version", 1)
+        if version not in READABLE_SCHEMAS:
+            raise ValueError(
+                f"summary schema {version} is newer than this lionbench reads "
+                f"({', '.join(map(str, READABLE_SCHEMAS))})"
+            )
+        known = {k: v for k, v in data.items() if k in _FIELDS and k != "extra"}
+        summary = cls(**known, extra={k: v for k, v in data.items() if k not in _FIELDS})
+        summary.status = Status.parse(data.get("status"))
+        if version == 1 and not summary.hyperparams and summary.betas is not None:
+            summary.hyperparams = {"betas": list(summary.betas)}
+        summary.schema_version = int(version)
+        return summary
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+_FIELDS = {f.name for f in dataclasses.fields(RunSummary)}
+
+
+def read_summary(path: Path) -> RunSummary | None:
+    """summary.json as a record, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+        return RunSummary.from_dict(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become strings ("nan", "inf") so files stay strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def status_of(run_dir: Path) -> Status:
+    """A run directory's status as a sweep or a launcher sees it."""
+    summary = read_summary(run_dir / "summary.json")
+    if summary is None:
+        return Status.PARTIAL if run_dir.exists() else Status.MISSING
+    return Status.PARTIAL if summary.status == Status.RUNNING else summary.status
