@@ -1,4 +1,4 @@
-"""`lionbench run`: check every config first, then hand the arguments to Hydra's own main.
+"""`lionbench run`: check every config first, then hand the arguments to a `@hydra.main` job.
 
 Hydra owns composition, multirun, launchers and `--cfg`; lionbench owns the run directory
 (hydra.run.dir is `.` and Hydra writes no per-run files). Bad input is caught here, before Hydra
@@ -7,49 +7,50 @@ starts, so that it is one line, exit code 2 and nothing written.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lionbench import config
-from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
+from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError
+from lionbench.recipe import load_recipe
+from lionbench.record import Status, run_dir_path, status_of
+from lionbench.track import RunDir
 
 # Resolvers must exist wherever a job runs, including a launcher's worker processes.
 config.register_resolvers()
 
-# Statuses of the jobs this process ran (basic launcher); read by `main` for the exit code.
-_results: list[tuple[str, int]] = []
 
-
-@hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
-def _job(cfg: DictConfig) -> int:
-    """One Hydra job: one training run. Never raises, so one bad run cannot stop a sweep."""
-    from lionbench import train
+def job(cfg: DictConfig) -> tuple[Status, int]:
+    """One Hydra job: one training run. Never raises for a run's own failure, so one bad run
+    cannot stop a sweep; an interrupted run raises `Interrupted` (ends the whole command)."""
+    from lionbench import runner  # the loop and torch's model code: only once a job runs
 
     try:
-        result = train.run(cfg)
+        result = runner.run(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        _results.append(("bad_input", EXIT_BAD_INPUT))
-        return EXIT_BAD_INPUT
-    _results.append((result.status, result.exit_code))
-    return result.exit_code
+        return Status.BAD_INPUT, EXIT_BAD_INPUT
+    return result.status, result.exit_code
 
 
 def precheck(args: list[str]) -> list[DictConfig] | None:
     """Compose and validate every job the arguments describe; raise UserError on the first bad.
     Returns the composed configs, or None for Hydra's print-only flags (--cfg, --help, ...)."""
-    from lionbench.recipe import load_recipe
-
     flags, overrides = config.split_args(args)
     if config.is_passthrough(flags):
         return None
+    extra_dirs = config.config_dirs(flags)
     cfgs = []
-    for job in config.expand_overrides(overrides, config.is_multirun(flags)):
-        cfg = config.compose(job)
-        config.validate(cfg)
+    for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):
+        cfg = config.compose(overrides_of_job, extra_dirs)
+        config.validate(cfg, extra_dirs)
         load_recipe(cfg).check()
         check_dist(cfg)
         cfgs.append(cfg)
@@ -62,7 +63,7 @@ def check_dist(cfg: DictConfig) -> None:
     nproc = cfg.dist.nproc
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UserError(f"dist.nproc must be an integer >= 1, got {nproc!r}")
-    ranks = distributed_world(nproc)
+    ranks = int(os.environ.get("WORLD_SIZE", nproc))  # torchrun's, when already inside it
     per_rank = ranks * int(cfg.train.grad_accum)
     if int(cfg.train.batch_size) % per_rank:
         raise UserError(
@@ -71,18 +72,10 @@ def check_dist(cfg: DictConfig) -> None:
         )
 
 
-def distributed_world(nproc: int) -> int:
-    """The ranks a run will have: torchrun's WORLD_SIZE when already inside it, else nproc."""
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", nproc))
-
-
 def check_run_dirs(cfgs: list[DictConfig]) -> None:
     """What earlier attempts left must be usable: a readable summary.json of this very run and
     a loadable checkpoint.pt, or the user is told which file to delete."""
-    from lionbench import checkpoint
-    from lionbench.track import RunDir
+    from lionbench import checkpoint  # torch: kept off module top so `run --help` is instant
 
     for _, path in run_dirs(cfgs):
         if path.is_dir():
@@ -90,18 +83,43 @@ def check_run_dirs(cfgs: list[DictConfig]) -> None:
             checkpoint.check(path / checkpoint.FILENAME)
 
 
-def run_dirs(cfgs: list[DictConfig]) -> list[tuple[dict, Path]]:
-    """(resolved config, run directory) of each checked config, as `train.run` will name it."""
-    from omegaconf import OmegaConf
-
-    from lionbench.track import run_dir_path
-    from lionbench.train import resolve_device
+def run_dirs(cfgs: list[DictConfig]) -> list[tuple[dict[str, Any], Path]]:
+    """(resolved config, run directory) of each checked config, as the runner will name it."""
+    from lionbench.device import resolve_device  # torch: kept off module top (`run --help`)
 
     out = []
     for cfg in cfgs:
         plain = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(plain, dict)
         out.append((plain, run_dir_path(plain, resolve_device(cfg.device).type)))
     return out
+
+
+@contextlib.contextmanager
+def hydra_argv(args: list[str]) -> Iterator[None]:
+    """`@hydra.main` reads the command line from sys.argv (its documented interface): give it
+    the arguments after `run`, and put the real ones back afterwards."""
+    saved = sys.argv
+    sys.argv = ["lionbench", *args]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def launch(args: list[str]) -> list[tuple[Status, int]]:
+    """Run the jobs through Hydra's main; returns the outcomes of the jobs run in this process
+    (none when a launcher ran them in other processes, or for print-only flags)."""
+    outcomes: list[tuple[Status, int]] = []
+
+    @hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
+    def hydra_job(cfg: DictConfig) -> int:
+        outcomes.append(job(cfg))
+        return outcomes[-1][1]
+
+    with hydra_argv(args):
+        hydra_job()
+    return outcomes
 
 
 def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
@@ -112,12 +130,8 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
-    from lionbench.checkpoint import Interrupted
-
-    _results.clear()
-    sys.argv = ["lionbench", *args]
     try:
-        _job()
+        outcomes = launch(args)
     except Interrupted as e:
         print(
             f"interrupted by signal {e.signum} at step {e.step}: checkpoint saved in {e.run_dir}; "
@@ -129,12 +143,9 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
     if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
     if not config.is_multirun(config.split_args(args)[0]):
-        return _results[0][1] if _results else EXIT_OK
-    if not _results:  # the launcher ran the jobs in other processes: read their run directories
-        from lionbench.sweep import status_of
-
+        return outcomes[0][1] if outcomes else EXIT_OK
+    if outcomes:
+        statuses = [status for status, _ in outcomes]
+    else:  # the launcher ran the jobs in other processes: read their run directories
         statuses = [status_of(d) for _, d in run_dirs(checked)]
-    else:
-        statuses = [status for status, _ in _results]
-    bad = {"failed", "partial", "missing", "bad_input"}
-    return EXIT_FAILED if any(status in bad for status in statuses) else EXIT_OK
+    return EXIT_FAILED if any(s.problem for s in statuses) else EXIT_OK

@@ -4,9 +4,10 @@ Parameters are shaped like a real model's (every tensor of GPT-2 124M, ResNet-50
 built on the meta device for their shapes) or one flat tensor. Each implementation gets fresh fp32
 parameters on the device and two sets of random gradients used in turn (so caches do not
 flatter), warms up, then times every step between device synchronizations; the median and the
-spread are reported with the effective bandwidth under the bytes-moved model of REFERENCES.md
-(Lion reads p, g, m and writes p, m: 20 bytes per parameter, 16 with bf16 momentum; AdamW also
-reads and writes v: 28) and as a fraction of the streaming bandwidth measured in the same run.
+spread are reported with the effective bandwidth under the bytes-moved model of each registry
+implementation (docs/references.md: Lion reads p, g, m and writes p, m: 20 bytes per parameter,
+16 with bf16 momentum; AdamW also reads and writes v: 28) and as a fraction of the streaming
+bandwidth measured in the same run.
 """
 
 from __future__ import annotations
@@ -17,33 +18,39 @@ import re
 import statistics
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from lionbench.device import resolve_device
 from lionbench.errors import UserError
+from lionbench.optim import build_from_groups, check_impl
+from lionbench.optim.registry import OPTIMIZERS, Impl, all_impls, missing_needs
 
 PARAM_SETS = ("gpt2-124m", "resnet50", "vit-b16", "flat:N")
-IMPLS = {
-    "lion:lionbench": 20,
-    "lion:lionbench_bf16": 16,
-    "lion:lionbench_compiled": 20,
-    "lion:lionbench_eager": 20,
-    "lion:lion_pytorch_foreach": 20,
-    "lion:lion_pytorch": 20,
-    "lion:lion_pytorch_triton": 20,
-    "adamw:fused": 28,
-    "adamw:foreach": 28,
-    "adamw:loop": 28,
-}
 BASELINE = "adamw:fused"
+# Hyperparameters of the timed steps: the update's cost does not depend on their values.
+BENCH_HYPERPARAMS = {
+    "lion": {"lr": 1e-4, "betas": (0.9, 0.99)},
+    "adamw": {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8},
+    "sgd": {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
+    "adafactor": {"lr": 1e-2, "beta2_decay": -0.8, "d": 1.0},
+}
+
+
+def impl_spec(impl: str) -> Impl:
+    """`optim:impl` -> the registry's implementation, or one line listing the accepted ones."""
+    name, _, variant = impl.partition(":")
+    if name not in OPTIMIZERS or variant not in OPTIMIZERS[name].impls:
+        raise UserError(f"unknown --impls '{impl}' (accepted: {', '.join(all_impls())})")
+    return OPTIMIZERS[name].impls[variant]
 
 
 def default_impls(device_name: str) -> list[str]:
     """Every implementation that can run on this device (Triton's needs CUDA)."""
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    return [i for i in IMPLS if cuda or i != "lion:lion_pytorch_triton"]
+    device_type = "cuda" if cuda else "cpu"
+    return [i for i in all_impls() if not missing_needs(impl_spec(i), device_type)]
 
 
 def param_shapes(name: str) -> list[tuple[int, ...]]:
@@ -110,18 +117,14 @@ def time_impl(
     seed: int = 0,
 ) -> list[float]:
     """Seconds of each timed optimizer.step()."""
-    from lionbench.optim import build_adamw, build_lion, check_impl
-
     optim, _, variant = impl.partition(":")
     gen = torch.Generator(device=device).manual_seed(seed)
     params = [torch.nn.Parameter(torch.randn(s, device=device, generator=gen)) for s in shapes]
     grads = [[torch.randn(s, device=device, generator=gen) for s in shapes] for _ in range(2)]
     groups = [{"params": params, "weight_decay": 0.1}]
-    if optim == "lion":
-        check_impl(SimpleNamespace(name=optim, impl=variant), device)
-        opt = build_lion(variant, groups, 1e-4, (0.9, 0.99))
-    else:
-        opt = build_adamw(variant, groups, 1e-4, (0.9, 0.999), 1e-8)
+    cfg = {"name": optim, "impl": variant, "weight_decay": 0.1, **BENCH_HYPERPARAMS[optim]}
+    check_impl(cfg, device.type)
+    opt = build_from_groups(cfg, groups)
     times = []
     for i in range(warmup + steps):
         for p, g in zip(params, grads[i % 2], strict=True):
@@ -139,11 +142,8 @@ def time_impl(
 def bench_optim(
     params: str, impls: list[str], steps: int, warmup: int, repeats: int, device_name: str
 ) -> list[dict[str, Any]]:
-    from lionbench.train import resolve_device
-
-    unknown = [i for i in impls if i not in IMPLS]
-    if unknown:
-        raise UserError(f"unknown --impls '{unknown[0]}' (accepted: {', '.join(IMPLS)})")
+    for impl in impls:
+        impl_spec(impl)
     if steps < 1 or warmup < 0 or repeats < 1:
         raise UserError("--steps and --repeats must be >= 1, --warmup >= 0")
     device = resolve_device(device_name)
@@ -163,7 +163,8 @@ def bench_optim(
     rows = []
     for impl in impls:
         ms = statistics.median(medians[impl]) * 1e3
-        gbps = IMPLS[impl] * n / (ms / 1e3) / 1e9
+        moved = impl_spec(impl).bytes_moved
+        gbps = moved * n / (ms / 1e3) / 1e9 if moved else math.nan
         rows.append(
             {
                 "params": params,
@@ -175,7 +176,7 @@ def bench_optim(
                 "ms_max": max(medians[impl]) * 1e3,
                 "repeats": repeats,
                 "steps": steps,
-                "bytes_per_param": IMPLS[impl],
+                "bytes_per_param": moved,
                 "effective_gb_s": gbps,
                 "bandwidth_gb_s": bandwidth / 1e9,
                 "fraction_of_bandwidth": gbps / (bandwidth / 1e9),
@@ -235,17 +236,13 @@ def check_options(
 ) -> None:
     """Every option of `bench optim`, checked before the bandwidth probe and the first timed
     step, so that a typo costs no benchmark time."""
-    from lionbench.optim import check_impl
-    from lionbench.train import resolve_device
-
     check_out(out)
     if params.startswith("flat:"):
         param_shapes(params)  # parses N; allocates nothing
     elif params not in PARAM_SETS:
         raise UserError(f"unknown --params '{params}' (accepted: {', '.join(PARAM_SETS)})")
-    unknown = [i for i in impls if i not in IMPLS]
-    if unknown:
-        raise UserError(f"unknown --impls '{unknown[0]}' (accepted: {', '.join(IMPLS)})")
+    for impl in impls:
+        impl_spec(impl)
     for name, value, low in (
         ("--steps", steps, 1),
         ("--warmup", warmup, 0),
@@ -257,14 +254,12 @@ def check_options(
         raise UserError(f"unknown --device '{device_name}' (accepted: auto, cpu, cuda, cuda:N)")
     device = resolve_device(device_name)
     for impl in impls:
-        optim, _, variant = impl.partition(":")
-        try:
-            check_impl(SimpleNamespace(name=optim, impl=variant), device)
-        except UserError:
+        missing = missing_needs(impl_spec(impl), device.type)
+        if missing:
             raise UserError(
-                f"--impls {impl} needs a CUDA device and Triton (accepted here: "
+                f"--impls {impl} needs {' and '.join(missing)} (accepted here: "
                 f"{', '.join(default_impls(device.type))})"
-            ) from None
+            )
 
 
 def check_out(out: Path | None) -> None:

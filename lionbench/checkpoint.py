@@ -25,24 +25,9 @@ from lionbench.errors import UserError
 from lionbench.track import atomic_write
 
 FILENAME = "checkpoint.pt"
-FORMAT = 1
-REQUIRED = ("format", "step", "model", "optimizer", "scheduler", "rng", "data", "loop")
-
-
-class Interrupted(BaseException):
-    """Raised once an interrupted run has saved its checkpoint and summary.
-
-    A BaseException, like KeyboardInterrupt, so that it passes through Hydra's job runner (which
-    records ordinary exceptions as failed jobs and goes on to the next) and ends the whole command:
-    a preempted sweep must stop, not start its next run."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
-        super().__init__(signum, step, run_dir)
-        self.signum, self.step, self.run_dir = signum, step, run_dir
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # the shell's convention for "ended by signal N"
+# Format 2: the loop's state is LoopState.state_dict(), the run directory's position is "run".
+FORMAT = 2
+REQUIRED = ("format", "step", "model", "optimizer", "scheduler", "rng", "data", "loop", "run")
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -167,7 +167,8 @@ def list_() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from lionbench.config import CONF_DIR, OPTIMIZER_IMPLS, choices
+    from lionbench.config import CONF_DIR, choices
+    from lionbench.optim.registry import OPTIMIZERS
 
     table = Table(show_header=True, header_style="bold")
     table.add_column("what")
@@ -186,8 +187,10 @@ def list_() -> None:
     table.add_row(
         "optim",
         "\n".join(
-            f"{name}  (optim.impl: {', '.join(impls)})" for name, impls in OPTIMIZER_IMPLS.items()
-        ),
+            f"{name}  (optim.impl: {', '.join(spec.impls)}): {spec.description}"
+            for name, spec in OPTIMIZERS.items()
+        )
+        + "\nany optimizer class: a YAML with _target_: module.Class in --config-dir",
     )
     table.add_row("scale", ", ".join(choices("scale")))
     table.add_row("data", ", ".join(choices("data")))

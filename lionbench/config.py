@@ -7,29 +7,18 @@ single run directory exists. Nothing in this module imports torch.
 
 from __future__ import annotations
 
-import difflib
-import math
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lionbench import checks
 from lionbench.errors import UserError, check_output_dir
+from lionbench.optim.registry import impl_of, spec_of
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
-OPTIMIZER_IMPLS: dict[str, tuple[str, ...]] = {
-    "lion": (
-        "lionbench",
-        "lionbench_bf16",
-        "lionbench_compiled",
-        "lionbench_eager",
-        "lion_pytorch_foreach",
-        "lion_pytorch",
-        "lion_pytorch_triton",
-    ),
-    "adamw": ("fused", "foreach", "loop"),
-}
 SCHEDULES = ("cosine", "linear", "rsqrt", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -44,8 +33,6 @@ PASSTHROUGH_FLAGS = {
     "-sc",
     "--cfg",
     "-c",
-    "--config-dir",
-    "-cd",
     "--config-path",
     "-cp",
     "--config-name",
@@ -78,9 +65,26 @@ def is_multirun(flags: Sequence[str]) -> bool:
     return "-m" in flags or "--multirun" in flags
 
 
-def choices(group: str) -> list[str]:
-    """Names of the configs in a config group (the yaml files of conf/<group>/)."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def config_dirs(flags: Sequence[str]) -> list[Path]:
+    """The user's config directories (`--config-dir DIR`, `-cd DIR`): searched before conf/."""
+    dirs = []
+    for i, flag in enumerate(flags):
+        value = flags[i + 1] if i + 1 < len(flags) else None
+        if flag in ("--config-dir", "-cd"):
+            if value is None:
+                raise UserError(f"{flag} needs a directory (e.g. {flag} myconf)")
+            path = Path(value).expanduser().absolute()
+            if not path.is_dir():
+                raise UserError(f"{flag} {value} is not a directory")
+            dirs.append(path)
+    return dirs
+
+
+def choices(group: str, extra_dirs: Sequence[Path] = ()) -> list[str]:
+    """Names of the configs in a config group (the yaml files of conf/<group>/ and of the
+    user's config directories)."""
+    names = {p.stem for d in (CONF_DIR, *extra_dirs) for p in (d / group).glob("*.yaml")}
+    return sorted(names)
 
 
 def register_resolvers() -> None:
@@ -127,8 +131,9 @@ def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists of every job Hydra would launch (one list without --multirun)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The override lists of every job Hydra's basic sweeper would launch (the cartesian
+    product of the sweep values; one list without --multirun), through Hydra's public
+    override parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -143,12 +148,22 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
                 f"'{sweeps[0].input_line}' is a sweep over several values: add -m (--multirun)"
             )
         return [list(overrides)]
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [list(job) for batch in batches for job in batch]
+    axes = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise UserError(f"'{o.input_line}': only lists, choice() and range() sweep here")
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            value = o.get_value_element_as_str()
+            axes.append([key if value is None else f"{key}={value}"])
+    return [list(job) for job in itertools.product(*axes)]
 
 
-def compose(overrides: list[str]) -> Any:
-    """Compose conf/config.yaml with overrides, as Hydra's main would, or raise UserError."""
+def compose(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any:
+    """Compose conf/config.yaml with overrides (and the user's config directories on the search
+    path, as `--config-dir` gives them to Hydra's main), or raise UserError."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -158,48 +173,51 @@ def compose(overrides: list[str]) -> Any:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=overrides)
+            searchpath = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]"]
+            return hydra_compose(
+                config_name="config", overrides=[*overrides, *(searchpath if extra_dirs else [])]
+            )
     except MissingConfigException as e:
-        raise UserError(_missing_config_line(e)) from None
+        raise UserError(_missing_config_line(e, extra_dirs)) from None
     except HydraException as e:
-        raise UserError(_composition_line(e, overrides)) from None
+        raise UserError(_composition_line(e, overrides, extra_dirs)) from None
     finally:
         GlobalHydra.instance().clear()
 
 
-def _missing_config_line(e: Any) -> str:
+def _missing_config_line(e: Any, extra_dirs: Sequence[Path]) -> str:
     missing = str(getattr(e, "missing_cfg_file", "") or "")
     group, _, name = missing.rpartition("/")
     if group == "recipe_scale":
         recipe, _, scale = name.rpartition("_")
         return (
-            f"recipe '{recipe}' has no scale '{scale}' "
-            f"(no conf/recipe_scale/{name}.yaml; scales: {', '.join(choices('scale'))})"
+            f"recipe '{recipe}' has no scale '{scale}' (no conf/recipe_scale/{name}.yaml; "
+            f"scales: {', '.join(choices('scale', extra_dirs))})"
         )
-    options = getattr(e, "options", None) or (choices(group) if group else [])
+    options = getattr(e, "options", None) or (choices(group, extra_dirs) if group else [])
     if group and options:
-        hint = _did_you_mean(name, options)
+        hint = checks.did_you_mean(name, options)
         return f"unknown {group} '{name}'{hint} (accepted: {', '.join(options)})"
     return _first_line(e)
 
 
-def _composition_line(e: Exception, overrides: list[str]) -> str:
+def _composition_line(e: Exception, overrides: list[str], extra_dirs: Sequence[Path]) -> str:
     text = f"{e}\n{e.__cause__ or ''}"
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "not in struct" in text:
-        return _unknown_key_line(m.group(1), overrides)
+        return _unknown_key_line(m.group(1), overrides, extra_dirs)
     m = re.search(r"Could not find '([^']+)'", text)
     if m:
         group, _, name = m.group(1).rpartition("/")
-        options = choices(group) if group else []
+        options = choices(group, extra_dirs) if group else []
         if options:
             return f"unknown {group} '{name}' (accepted: {', '.join(options)})"
     return _first_line(e)
 
 
-def _unknown_key_line(key: str, overrides: list[str]) -> str:
+def _unknown_key_line(key: str, overrides: list[str], extra_dirs: Sequence[Path]) -> str:
     """'train.stepz' -> unknown key, with the closest existing key when there is one."""
-    base = compose_quiet([o for o in overrides if not _sets_key(o, key)])
+    base = compose_quiet([o for o in overrides if not _sets_key(o, key)], extra_dirs)
     parts = key.split(".")
     node, depth = base, 0
     while node is not None and depth < len(parts) - 1 and hasattr(node, "keys"):
@@ -209,27 +227,22 @@ def _unknown_key_line(key: str, overrides: list[str]) -> str:
     parent, unknown = ".".join(parts[:depth]), parts[depth]
     siblings = [str(k) for k in node] if node is not None and hasattr(node, "keys") else []
     prefix = f"{parent}." if parent else ""
-    hint = _did_you_mean(unknown, siblings, prefix=prefix)
+    hint = checks.did_you_mean(unknown, siblings, prefix=prefix)
     accepted = f" (keys under '{parent or 'the root'}': {', '.join(siblings)})" if siblings else ""
     return (
         f"unknown config key '{prefix}{unknown}'{hint}{accepted}; to add a new key write +{key}=..."
     )
 
 
-def compose_quiet(overrides: list[str]) -> Any | None:
+def compose_quiet(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any | None:
     try:
-        return compose(overrides)
+        return compose(overrides, extra_dirs)
     except UserError:
         return None
 
 
 def _sets_key(override: str, key: str) -> bool:
     return override.lstrip("+~").split("=", 1)[0] == key
-
-
-def _did_you_mean(name: str, options: Iterable[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{prefix}{close[0]}'?" if close else ""
 
 
 def _first_line(e: BaseException) -> str:
@@ -240,7 +253,7 @@ def _first_line(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------- validating
 
 
-def validate(cfg: Any) -> None:
+def validate(cfg: Any, extra_dirs: Sequence[Path] = ()) -> None:
     """Check a composed config; raise UserError naming the bad value and what is accepted."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -257,62 +270,70 @@ def validate(cfg: Any) -> None:
         raise UserError(
             f"missing value for {missing[0]} (set it on the command line: {missing[0]}=...)"
         )
+    _validate_run(cfg, extra_dirs)
+    validate_optim(cfg.optim)
+    _validate_train(cfg)
 
-    _choice(cfg.recipe.name, "recipe", choices("recipe"))
-    _choice(cfg.data.source, f"data (for recipe={cfg.recipe.name})", cfg.recipe.data_sources)
+
+def _validate_run(cfg: Any, extra_dirs: Sequence[Path]) -> None:
+    checks.choice(cfg.recipe.name, "recipe", choices("recipe", extra_dirs))
+    module = cfg.recipe.get("module")
+    if module is not None and not (isinstance(module, str) and module):
+        raise UserError(f"recipe.module must be an importable module name, got {module!r}")
+    checks.choice(cfg.data.source, f"data (for recipe={cfg.recipe.name})", cfg.recipe.data_sources)
     if "eval_seed" in cfg.data:
-        _integer(cfg.data.eval_seed, "data.eval_seed", low=0)
+        checks.integer(cfg.data.eval_seed, "data.eval_seed", low=0)
     if "workers" in cfg.data:  # DataLoader worker processes; 0 loads in the training process
-        _integer(cfg.data.workers, "data.workers", low=0)
-    _integer(cfg.seed, "seed", low=0)
+        checks.integer(cfg.data.workers, "data.workers", low=0)
+    checks.integer(cfg.seed, "seed", low=0)
     _device(cfg.device)
-    _choice(cfg.precision, "precision", PRECISIONS)
-    _boolean(cfg.compile, "compile")
-    _choice(cfg.logger.wandb.mode, "logger.wandb.mode", WANDB_MODES)
+    checks.choice(cfg.precision, "precision", PRECISIONS)
+    checks.boolean(cfg.compile, "compile")
+    checks.choice(cfg.logger.wandb.mode, "logger.wandb.mode", WANDB_MODES)
     _results_dir(cfg.results_dir)
 
-    o = cfg.optim
-    _choice(o.name, "optim", tuple(OPTIMIZER_IMPLS))
-    _choice(o.impl, f"optim.impl (for optim={o.name})", OPTIMIZER_IMPLS[o.name])
-    _real(o.lr, "optim.lr", low=0.0, low_open=True)
-    _real(o.weight_decay, "optim.weight_decay", low=0.0)
-    betas = o.betas
-    if not (hasattr(betas, "__len__") and len(betas) == 2):
-        raise UserError(f"optim.betas must be two numbers [beta1, beta2], got {betas}")
-    for i, b in enumerate(betas):
-        _real(b, f"optim.betas[{i}]", low=0.0, high=1.0, high_open=True)
-    if o.name == "lion":
-        _real(o.ratio, "optim.ratio", low=0.0, low_open=True)
-    if "eps" in o:
-        _real(o.eps, "optim.eps", low=0.0, low_open=True)
 
+def validate_optim(optim: Any) -> None:
+    """The optimizer's name (or `_target_`), implementation and every hyperparameter its
+    registry entry lists, each checked by the registry's own check."""
+    spec = spec_of(optim)
+    spec.impl(impl_of(optim))
+    for key, check in spec.hyperparams.items():
+        if key not in optim:
+            raise UserError(
+                f"optim={spec.name} needs optim.{key} (set it in its YAML or on the command line: "
+                f"+optim.{key}=...)"
+            )
+        check(optim[key], f"optim.{key}")
+
+
+def _validate_train(cfg: Any) -> None:
     s = cfg.sched
-    _choice(s.name, "sched", SCHEDULES)
-    _integer(s.warmup_steps, "sched.warmup_steps", low=0)
-    _real(s.final_lr_frac, "sched.final_lr_frac", low=0.0, high=1.0)
-
+    checks.choice(s.name, "sched", SCHEDULES)
+    checks.integer(s.warmup_steps, "sched.warmup_steps", low=0)
+    checks.real(s.final_lr_frac, "sched.final_lr_frac", low=0.0, high=1.0)
     t = cfg.train
-    _integer(t.steps, "train.steps", low=1)
-    _integer(t.batch_size, "train.batch_size", low=1)
-    _integer(t.grad_accum, "train.grad_accum", low=1)
+    checks.integer(t.steps, "train.steps", low=1)
+    checks.integer(t.batch_size, "train.batch_size", low=1)
+    checks.integer(t.grad_accum, "train.grad_accum", low=1)
     if t.batch_size % t.grad_accum:
         raise UserError(
             f"train.batch_size ({t.batch_size}) must be divisible by "
             f"train.grad_accum ({t.grad_accum})"
         )
-    _real(t.grad_clip, "train.grad_clip", low=0.0)
+    checks.real(t.grad_clip, "train.grad_clip", low=0.0)
     for key in ("log_interval", "eval_interval", "eval_batches"):
-        _integer(t[key], f"train.{key}", low=1)
+        checks.integer(t[key], f"train.{key}", low=1)
     if t.target is not None:
-        _real(t.target, "train.target")
+        checks.real(t.target, "train.target")
     if not isinstance(t.target_metric, str) or not t.target_metric:
         raise UserError(f"train.target_metric must be a metric name, got {t.target_metric!r}")
     if t.ema_decay is not None:
-        _real(t.ema_decay, "train.ema_decay", low=0.0, high=1.0, high_open=True)
+        checks.unit_interval(t.ema_decay, "train.ema_decay")
     if t.diverge_loss is not None:
-        _real(t.diverge_loss, "train.diverge_loss", low=0.0, low_open=True)
-    _integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0)
-    _integer(cfg.timing.opt_step_every, "timing.opt_step_every", low=1)
+        checks.positive(t.diverge_loss, "train.diverge_loss")
+    checks.integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0)
+    checks.integer(cfg.timing.opt_step_every, "timing.opt_step_every", low=1)
 
 
 def _user_error_in_chain(e: BaseException) -> UserError | None:
@@ -329,49 +350,7 @@ def _user_error_in_chain(e: BaseException) -> UserError | None:
 def check_positive_ints(node: Any, keys: Iterable[str], prefix: str) -> None:
     """Recipes use this for their size settings: each `prefix.key` must be an integer >= 1."""
     for key in keys:
-        _integer(node[key], f"{prefix}.{key}", low=1)
-
-
-def _choice(value: Any, name: str, accepted: Iterable[str]) -> None:
-    accepted = list(accepted)
-    if value not in accepted:
-        hint = _did_you_mean(str(value), accepted)
-        raise UserError(f"unknown {name} '{value}'{hint} (accepted: {', '.join(accepted)})")
-
-
-def _integer(value: Any, name: str, low: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{name} must be an integer, got {value!r}")
-    if low is not None and value < low:
-        raise UserError(f"{name} must be >= {low}, got {value}")
-
-
-def _boolean(value: Any, name: str) -> None:
-    if not isinstance(value, bool):
-        raise UserError(f"{name} must be true or false, got {value!r}")
-
-
-def _real(
-    value: Any,
-    name: str,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UserError(f"{name} must be a finite number, got {value!r}")
-    too_low = low is not None and (value < low or (low_open and value == low))
-    too_high = high is not None and (value > high or (high_open and value == high))
-    if not (too_low or too_high):
-        return
-    if high is None:
-        accepted = f"{'>' if low_open else '>='} {low:g}"
-    elif low is None:
-        accepted = f"{'<' if high_open else '<='} {high:g}"
-    else:
-        accepted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    raise UserError(f"{name} must be {accepted}, got {value}")
+        checks.integer(node[key], f"{prefix}.{key}", low=1)
 
 
 def _device(device: Any) -> None:

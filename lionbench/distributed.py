@@ -4,7 +4,7 @@ Two ways in, one code path:
 
 - `lionbench run ... dist.nproc=N`: the Hydra job (the orchestrator) writes the resolved config
   into the run directory and starts `torchrun --standalone --nproc_per_node N -m
-  lionbench.distributed <run dir>/config.yaml`; the workers read that config, so every rank trains
+  lionbench.worker <run dir>/config.yaml`; the workers read that config, so every rank trains
   the same run in the same directory.
 - `torchrun ... -m lionbench run ...` (multi-node: torchrun's own --nnodes/--rdzv-* flags): every
   rank runs the Hydra app itself; `dist.nproc` is taken from torchrun's WORLD_SIZE.
@@ -16,7 +16,6 @@ loss is reduced across ranks, and rank 0 alone writes the run directory, checkpo
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import signal
@@ -96,7 +95,7 @@ def launch(config_file: Path, nproc: int) -> int:
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "lionbench.distributed",
+        "lionbench.worker",
         str(config_file),
     ]
     # A session of their own: a terminal's Ctrl-C reaches the workers once (forwarded), not
@@ -115,22 +114,3 @@ def launch(config_file: Path, nproc: int) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def main(argv: list[str]) -> int:
-    """A torchrun worker: train the run whose resolved config is argv[0]."""
-    from omegaconf import OmegaConf
-
-    from lionbench import train
-    from lionbench.checkpoint import Interrupted
-
-    cfg = OmegaConf.load(argv[0])
-    with contextlib.suppress(Interrupted):  # recorded in summary.json; the orchestrator says it
-        train.run(cfg)
-    # The outcome (completed, diverged, failed) is in summary.json: a non-zero exit here would
-    # only make torchrun print an error report over it.
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

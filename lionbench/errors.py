@@ -1,7 +1,8 @@
-"""The one exception type for bad user input, and the output-directory check of every command.
+"""Bad user input, an interrupted run, the exit codes, and the output-directory check.
 
 Anything raised as `UserError` is reported as a single line on stderr with exit code 2 and no
-traceback, before any run directory exists. Everything else is a bug or a runtime failure.
+traceback, before any run directory exists. `Interrupted` ends a command whose run stopped on a
+signal after checkpointing. Everything else is a bug or a runtime failure.
 """
 
 from __future__ import annotations
@@ -36,3 +37,19 @@ def check_output_dir(out: Path, option: str = "--out") -> None:
             pass
     except OSError as e:
         raise UserError(f"{option} {out} is not writable ({existing}: {e.strerror})") from None
+
+
+class Interrupted(BaseException):
+    """Raised once an interrupted run has saved its checkpoint and summary.
+
+    A BaseException, like KeyboardInterrupt, so that it passes through Hydra's job runner (which
+    records ordinary exceptions as failed jobs and goes on to the next) and ends the whole command:
+    a preempted sweep must stop, not start its next run."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(signum, step, run_dir)
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention for "ended by signal N"

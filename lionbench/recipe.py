@@ -2,6 +2,8 @@
 
 A recipe is `recipes/<name>.py` (shipped as `lionbench.recipes.<name>`) defining `RECIPE`, a
 `Recipe` subclass, plus `conf/recipe/<name>.yaml` and `conf/recipe_scale/<name>_<scale>.yaml`.
+A recipe of the user's own lives in any importable module named by `recipe.module`
+(`recipe.module=mypkg.mlp`), with its YAMLs in the user's `--config-dir`.
 It builds the model, the data and the loss. The harness (`lionbench.train`) owns seeding, the
 optimizer, the schedule, precision, compilation, timing, logging and the run directory.
 """
@@ -88,5 +90,24 @@ class Recipe:
 
 
 def load_recipe(cfg: DictConfig) -> Recipe:
-    module = importlib.import_module(f"lionbench.recipes.{cfg.recipe.name}")
-    return module.RECIPE(cfg)
+    """The recipe of a config: `recipe.module` when set, else lionbench's own module."""
+    from lionbench.errors import UserError
+
+    name = cfg.recipe.get("module") or f"lionbench.recipes.{cfg.recipe.name}"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        where = (
+            "set recipe.module to an importable module"
+            if "module" not in cfg.recipe
+            else ("is its package on PYTHONPATH?")
+        )
+        raise UserError(
+            f"recipe '{cfg.recipe.name}': cannot import {name} ({e}); {where}"
+        ) from None
+    recipe_cls = getattr(module, "RECIPE", None)
+    if not (isinstance(recipe_cls, type) and issubclass(recipe_cls, Recipe)):
+        raise UserError(
+            f"recipe module {name} must define RECIPE, a subclass of lionbench.recipe.Recipe"
+        )
+    return recipe_cls(cfg)

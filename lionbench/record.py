@@ -44,6 +44,12 @@ class Status(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    # The same as the plain string everywhere (dict keys, f-strings), on every Python version.
+    __hash__ = str.__hash__
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
     @property
     def finished(self) -> bool:
         """A run with a final result: it is skipped when asked for again."""

@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lionbench import config
+from lionbench import app, config
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
+from lionbench.record import Status, status_of
 
 LAUNCHERS = ("basic", "joblib")
 RESERVED = ("optim", "optim.ratio", "seed", "sweep_name")
@@ -83,20 +84,9 @@ def plan(
     return name, [[*common, "optim=adamw"], [*common, "optim=lion", f"optim.ratio={ratio_list}"]]
 
 
-def status_of(run_dir: Path) -> str:
-    from lionbench.track import RunDir
-
-    summary = RunDir(run_dir).read_summary()
-    if summary is None:
-        return "partial" if run_dir.exists() else "missing"
-    return str(summary.get("status", "partial"))
-
-
 def run_sweep(
     ratios: list[float], seeds: list[int], name: str | None, launcher: str, overrides: list[str]
 ) -> int:
-    from lionbench import app
-
     try:
         name, jobs = plan(ratios, seeds, name, launcher, overrides)
         checked = [app.precheck(args) or [] for args in jobs]
@@ -108,7 +98,7 @@ def run_sweep(
     print(
         f"sweep {name}: {len(runs)} runs ({len(seeds)} AdamW, {len(ratios) * len(seeds)} Lion "
         f"at ratios {', '.join(f'{r:g}' for r in ratios)}); "
-        f"{sum(s in ('completed', 'diverged') for s in before.values())} already finished",
+        f"{sum(s.finished for s in before.values())} already finished",
         flush=True,
     )
     for args, cfgs in zip(jobs, checked, strict=True):
@@ -118,7 +108,7 @@ def run_sweep(
     return account(name, runs, before)
 
 
-def account(name: str, runs: list[tuple[dict[str, Any], Path]], before: dict[Path, str]) -> int:
+def account(name: str, runs: list[tuple[dict[str, Any], Path]], before: dict[Path, Status]) -> int:
     """One screen: what ran, what was skipped, what diverged or failed, and where it all is."""
     from rich.console import Console
     from rich.table import Table
@@ -129,12 +119,12 @@ def account(name: str, runs: list[tuple[dict[str, Any], Path]], before: dict[Pat
     counts: Counter[str] = Counter()
     for cfg, d in runs:
         status = status_of(d)
-        if before[d] in ("completed", "diverged") and status == before[d]:
+        if before[d].finished and status == before[d]:
             shown = f"skipped ({status})"
             counts["skipped"] += 1
         else:
             shown = status
-            counts[status] += 1
+            counts[str(status)] += 1
         ratio = f"{cfg['optim']['ratio']:g}" if cfg["optim"]["name"] == "lion" else "-"
         style = {"failed": "red", "diverged": "yellow", "partial": "red", "missing": "red"}
         table.add_row(
@@ -153,5 +143,4 @@ def account(name: str, runs: list[tuple[dict[str, Any], Path]], before: dict[Pat
         f"results in {', '.join(roots)}; report with: lionbench report "
         f"{' '.join(sorted({str(d.parent.parent) for _, d in runs}))}"
     )
-    bad = counts["failed"] + counts["partial"] + counts["missing"]
-    return EXIT_FAILED if bad else EXIT_OK
+    return EXIT_FAILED if any(status_of(d).problem for _, d in runs) else EXIT_OK

@@ -1,16 +1,14 @@
 """Where results go: the run directory (the contract with `report` and users) and W&B.
 
-A run's directory is `<results_dir>/<recipe>/<name>`, where the name is readable
-(`<scale>-<optim>-lr..-wd..-s<seed>`) and ends with a hash of the resolved config, so the same
-config always maps to the same directory and a finished run is found and skipped.
+A run's directory is `<results_dir>/<recipe>/<name>` (`record.run_dir_path`): the name is
+readable and ends with a hash of the run's identity, so the same config always maps to the same
+directory and a finished run is found and skipped. The files are described in docs/design.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -19,33 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-# Keys that decide where results go or how they are reported, not what is computed.
-NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
-FINISHED = ("completed", "diverged")
-
-
-def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
-    ident = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
-    ident["device"] = device_type  # a CPU result is not a GPU result
-    return ident
-
-
-def run_name(cfg: dict[str, Any], device_type: str) -> str:
-    digest = hashlib.sha256(
-        json.dumps(identity(cfg, device_type), sort_keys=True, default=str).encode()
-    ).hexdigest()[:10]
-    o = cfg["optim"]
-    return (
-        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}"
-        f"-s{cfg['seed']}-{digest}"
-    )
-
-
-def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
-    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`."""
-    return (
-        Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / run_name(cfg, device_type)
-    )
+from lionbench.record import RunSummary, json_safe, read_summary
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -68,17 +40,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def json_safe(value: Any) -> Any:
-    """Non-finite floats become strings ("nan", "inf") so files stay strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 class RunDir:
     """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic)."""
 
@@ -89,12 +50,8 @@ class RunDir:
         self.metrics = path / "metrics.jsonl"
         self.summary = path / "summary.json"
 
-    def read_summary(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.summary.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+    def read_summary(self) -> RunSummary | None:
+        return read_summary(self.summary)
 
     def check(self) -> None:
         """Refuse a summary.json that cannot be this run's: unreadable, or naming another run."""
@@ -109,15 +66,14 @@ class RunDir:
             raise UserError(f"{self.summary} is corrupt ({_one_line(e)}); {fix}") from None
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise UserError(f"{self.summary} is not a lionbench summary (no status); {fix}")
+        try:
+            RunSummary.from_dict(data)
+        except ValueError as e:  # a schema this version cannot read
+            raise UserError(f"{self.summary}: {e}; {fix}") from None
         if Path(str(data.get("run_dir", ""))).name != self.path.name:
             raise UserError(
                 f"{self.summary} belongs to another run ({data.get('run_dir')!r}); {fix}"
             )
-
-    def finished_status(self) -> str | None:
-        summary = self.read_summary()
-        status = summary.get("status") if summary else None
-        return status if status in FINISHED else None
 
     def start(self, config_yaml: str, keep_metrics_bytes: int | None = None) -> None:
         """Create the directory. A fresh start drops what an unfinished earlier attempt left; a
@@ -150,10 +106,10 @@ class RunDir:
         self._metrics_file.write(json.dumps(json_safe(record)) + "\n")
         self._metrics_file.flush()
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def write_summary(self, summary: RunSummary) -> None:
         if not self.writer:
             return
-        atomic_write_text(self.summary, json.dumps(json_safe(summary), indent=2) + "\n")
+        atomic_write_text(self.summary, summary.to_json())
 
     def close(self) -> None:
         if getattr(self, "_metrics_file", None):

@@ -53,3 +53,19 @@ def summary(run_dir: Path) -> dict:
 
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def build_lion(impl: str, groups: list, lr: float, betas: tuple) -> object:
+    """A Lion implementation from the registry over ready-made parameter groups."""
+    from lionbench.optim import build_from_groups
+
+    cfg = {"name": "lion", "impl": impl, "lr": lr, "betas": betas, "weight_decay": 0.0}
+    return build_from_groups(cfg, groups)
+
+
+def build_adamw(impl: str, groups: list, lr: float, betas: tuple, eps: float) -> object:
+    """An AdamW implementation from the registry over ready-made parameter groups."""
+    from lionbench.optim import build_from_groups
+
+    cfg = {"name": "adamw", "impl": impl, "lr": lr, "betas": betas, "eps": eps, "weight_decay": 0}
+    return build_from_groups(cfg, groups)

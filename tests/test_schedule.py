@@ -7,9 +7,10 @@ import math
 
 import pytest
 import torch
+from conftest import build_lion
 from omegaconf import OmegaConf
 
-from lionbench.optim import build_lion, build_optimizer
+from lionbench.optim import build_optimizer
 from lionbench.optim.schedule import build_scheduler, lr_factor
 
 NAMES = ["cosine", "linear", "rsqrt", "constant"]

@@ -1,30 +1,41 @@
-"""Optimizer factory: `optim=lion` and `optim=adamw`, each with selectable implementations.
+"""Optimizers from the registry (`registry.OPTIMIZERS`, or a user `_target_` class).
 
-Both optimizers get the same two parameter groups: weight decay on >=2-D weights (matrices,
+Every optimizer gets the same two parameter groups: weight decay on >=2-D weights (matrices,
 embeddings, convolutions) and none on biases and norm gains, as nanoGPT and the Lion paper do.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lionbench.config import OPTIMIZER_IMPLS
 from lionbench.errors import UserError
+from lionbench.optim.registry import impl_of, missing_needs, spec_of
 
 if TYPE_CHECKING:
     import torch
 
 
-def check_impl(optim_cfg: Any, device: torch.device) -> None:
+def plain(optim_cfg: Any) -> dict[str, Any]:
+    """An optim config (DictConfig or mapping) as a plain dict."""
+    if isinstance(optim_cfg, Mapping):
+        return dict(optim_cfg)
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(optim_cfg, resolve=True)  # type: ignore[return-value]
+
+
+def check_impl(optim_cfg: Any, device_type: str) -> None:
     """Implementations that need hardware or packages this machine lacks are bad input."""
-    triton_ok = device.type == "cuda" and importlib.util.find_spec("triton") is not None
-    if optim_cfg.name == "lion" and optim_cfg.impl == "lion_pytorch_triton" and not triton_ok:
+    cfg = plain(optim_cfg)
+    spec = spec_of(cfg)
+    impl_name = impl_of(cfg)
+    missing = missing_needs(spec.impl(impl_name), device_type)
+    if missing:
+        usable = [i for i, impl in spec.impls.items() if not missing_needs(impl, device_type)]
         raise UserError(
-            "optim.impl=lion_pytorch_triton needs a CUDA device and Triton "
-            "(accepted here: "
-            + ", ".join(i for i in OPTIMIZER_IMPLS["lion"] if i != "lion_pytorch_triton")
-            + ")"
+            f"optim.impl={impl_name} needs {' and '.join(missing)} "
+            f"(accepted here: {', '.join(usable)})"
         )
 
 
@@ -39,62 +50,15 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def build_optimizer(optim_cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, float(optim_cfg.weight_decay))
-    lr = float(optim_cfg.lr)
-    betas = (float(optim_cfg.betas[0]), float(optim_cfg.betas[1]))
-    if optim_cfg.name == "lion":
-        return build_lion(optim_cfg.impl, groups, lr, betas)
-    if optim_cfg.name == "adamw":
-        return build_adamw(optim_cfg.impl, groups, lr, betas, float(optim_cfg.eps))
-    raise UserError(f"unknown optim '{optim_cfg.name}' (accepted: lion, adamw)")
+    cfg = plain(optim_cfg)
+    return build_from_groups(cfg, param_groups(model, float(cfg["weight_decay"])))
 
 
-def build_lion(
-    impl: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float]
-) -> torch.optim.Optimizer:
-    """lionbench's own Lion (`lionbench*`: lionbench/optim/lion.py) or lion-pytorch's, whose
-    `decoupled_weight_decay` stays False: with it, wd is divided by the initial lr, which is not
-    the published rule. `lionbench` and `lionbench_bf16` use the C kernel for fp32 CPU tensors;
-    `lionbench_compiled` only the torch.compile path, `lionbench_eager` neither."""
-    if impl in ("lionbench", "lionbench_bf16", "lionbench_compiled", "lionbench_eager"):
-        import torch
-
-        from lionbench.optim.lion import Lion
-
-        return Lion(
-            groups,
-            lr=lr,
-            betas=betas,
-            momentum_dtype=torch.bfloat16 if impl == "lionbench_bf16" else None,
-            compiled=impl != "lionbench_eager",
-            native=impl in ("lionbench", "lionbench_bf16"),
-        )
-    if impl == "lion_pytorch":
-        from lion_pytorch import Lion
-
-        return Lion(groups, lr=lr, betas=betas)
-    if impl == "lion_pytorch_foreach":
-        from lion_pytorch.foreach import Lion as ForeachLion
-
-        return ForeachLion(groups, lr=lr, betas=betas)
-    if impl == "lion_pytorch_triton":
-        from lion_pytorch import Lion
-
-        return Lion(groups, lr=lr, betas=betas, use_triton=True)
-    raise UserError(
-        f"unknown optim.impl '{impl}' for lion (accepted: {', '.join(OPTIMIZER_IMPLS['lion'])})"
-    )
-
-
-def build_adamw(
-    impl: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], eps: float
-) -> torch.optim.Optimizer:
-    import torch
-
-    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
-    if impl not in flags:
-        raise UserError(f"unknown optim.impl '{impl}' for adamw (accepted: {', '.join(flags)})")
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **flags[impl])
+def build_from_groups(cfg: Mapping[str, Any], groups: list[dict[str, Any]]) -> Any:
+    """The optimizer a config names, over ready-made parameter groups (bench and tests)."""
+    cfg = plain(cfg)
+    spec = spec_of(cfg)
+    return spec.impl(impl_of(cfg)).build(groups, {**spec.defaults, **cfg})
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:

@@ -148,7 +148,9 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             ratio_of="adamw",
             impls={
                 "lionbench": Impl(
-                    _lion(None, True, True), _LION_STATE, 20,
+                    _lion(None, True, True),
+                    _LION_STATE,
+                    20,
                     note="C kernel for fp32 on CPU, torch.compile elsewhere",
                 ),
                 "lionbench_bf16": Impl(
@@ -165,7 +167,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 "lion_pytorch_triton": Impl(
                     _lion_pytorch("triton"), _LION_STATE, 20, needs=("cuda", "triton")
                 ),
-            },  # fmt: skip
+            },
         ),
         OptimizerSpec(
             name="adamw",

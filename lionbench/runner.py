@@ -1,0 +1,184 @@
+"""One run around the training loop: find its directory, skip it if finished, resume it from
+its checkpoint, and record what came of it (summary.json, W&B, the exit code).
+
+With `dist.nproc > 1` the Hydra job only orchestrates: torchrun's workers train the run and rank
+0 writes its directory, which this reads back.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import lionbench
+from lionbench import checkpoint, console, distributed, train
+from lionbench.device import device_name, git_revision, resolve_device
+from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, Interrupted
+from lionbench.optim import check_impl
+from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
+from lionbench.recipe import load_recipe
+from lionbench.record import RunSummary, Status, run_dir_path
+from lionbench.track import RunDir, WandbLogger, atomic_write_text
+
+EXIT_CODES = {Status.COMPLETED: EXIT_OK, Status.DIVERGED: EXIT_DIVERGED, Status.FAILED: EXIT_FAILED}
+
+
+@dataclass
+class RunResult:
+    status: Status
+    run_dir: Path
+    summary: RunSummary
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, EXIT_FAILED)
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """One run of a resolved config: check, skip if finished, else train and record (or, with
+    dist.nproc > 1, have torchrun's workers train it)."""
+    device = resolve_device(cfg.device)
+    if distributed.in_worker():
+        cfg.dist.nproc = distributed.world()  # `torchrun -m lionbench run`: torchrun decides
+        device = distributed.setup(device)
+    try:
+        return _run(cfg, device)
+    finally:
+        if distributed.in_worker():
+            distributed.teardown()
+
+
+def _run(cfg: DictConfig, device: torch.device) -> RunResult:
+    recipe = load_recipe(cfg)
+    recipe.check()
+    check_impl(cfg.optim, device.type)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    rundir = RunDir(run_dir_path(plain, device.type), writer=distributed.rank() == 0)
+    previous = rundir.read_summary()
+    if previous is not None and previous.finished:
+        print(f"already {previous.status}: {rundir.path} (nothing to train)", flush=True)
+        return RunResult(previous.status, rundir.path, previous)
+    if int(cfg.dist.nproc) > 1 and not distributed.in_worker():
+        return run_workers(plain, rundir)
+
+    ckpt_path = rundir.path / checkpoint.FILENAME
+    resume = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+    rundir.start(
+        OmegaConf.to_yaml(plain),
+        keep_metrics_bytes=resume["run"]["metrics_bytes"] if resume else None,
+    )
+    wandb = WandbLogger.off()
+    if rundir.writer:
+        resume_id = resume["run"]["wandb_id"] if resume else None
+        wandb = WandbLogger(plain, rundir.path, rundir.path.name, resume_id=resume_id)
+    summary = identity_summary(plain, device)
+    summary.update(run_dir=str(rundir.path), started_at=_now())
+    if resume:
+        summary.update(resumed_from_step=resume["step"], resumes=resume["loop"]["resumes"] + 1)
+        print(f"resuming {rundir.path} from its checkpoint at step {resume['step']}", flush=True)
+    wall0 = time.perf_counter()
+    try:
+        summary.update(**train.train(cfg, recipe, device, rundir, wandb, resume))
+    except Exception as e:
+        (rundir.path / "error.log").write_text(traceback.format_exc())
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        summary.update(status=Status.FAILED, error=f"{type(e).__name__}: {first_line}")
+        print(
+            f"run failed: {summary.error} (traceback in {rundir.path / 'error.log'})",
+            file=sys.stderr,
+            flush=True,
+        )
+    summary.update(ended_at=_now(), wall_s=time.perf_counter() - wall0)
+    return finish(cfg, rundir, wandb, summary)
+
+
+def finish(cfg: DictConfig, rundir: RunDir, wandb: WandbLogger, summary: RunSummary) -> RunResult:
+    """Write the summary; an interrupted run ends the command, a finished one drops its
+    checkpoint (nothing to resume) unless asked to keep it."""
+    rundir.write_summary(summary)
+    rundir.close()
+    if summary.status == Status.INTERRUPTED:
+        wandb.preempted()
+        raise Interrupted(summary.interrupted_by or 0, summary.steps or 0, rundir.path)
+    if summary.status != Status.FAILED and not cfg.checkpoint.keep and rundir.writer:
+        (rundir.path / checkpoint.FILENAME).unlink(missing_ok=True)
+    wandb.finish(summary.to_dict(), EXIT_CODES[summary.status])
+    if summary.status != Status.FAILED:
+        console.summary_table(summary.to_dict())
+    return RunResult(summary.status, rundir.path, summary)
+
+
+def run_workers(plain: dict[str, Any], rundir: RunDir) -> RunResult:
+    """The orchestrator's side of dist.nproc > 1: torchrun's workers read the resolved config
+    from the run directory and rank 0 writes the results there; this reads them back."""
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rundir.config, OmegaConf.to_yaml(plain))
+    code = distributed.launch(rundir.config, int(plain["dist"]["nproc"]))
+    summary = rundir.read_summary()
+    if summary is None or summary.status not in (*EXIT_CODES, Status.INTERRUPTED):
+        summary = (summary or RunSummary()).update(
+            status=Status.FAILED,
+            error=f"torchrun exited with code {code} before rank 0 wrote a summary",
+            run_dir=str(rundir.path),
+        )
+        rundir.write_summary(summary)
+        print(f"run failed: {summary.error}", file=sys.stderr, flush=True)
+    if summary.status == Status.INTERRUPTED:
+        raise Interrupted(summary.interrupted_by or 0, summary.steps or 0, rundir.path)
+    return RunResult(summary.status, rundir.path, summary)
+
+
+def identity_summary(cfg: dict[str, Any], device: torch.device) -> RunSummary:
+    """The summary's fields known before training: what runs, where, with which code."""
+    o = cfg["optim"]
+    spec = spec_of(o)
+    hyper = hyperparams_of(o)
+    summary = RunSummary(
+        recipe=cfg["recipe"]["name"],
+        scale=cfg["scale"],
+        data=cfg["data"]["source"],
+        optim=spec.name,
+        impl=impl_of(o),
+        optim_target=spec.target,
+        lr=o["lr"],
+        weight_decay=o["weight_decay"],
+        hyperparams=hyper,
+        betas=hyper.get("betas"),
+        seed=cfg["seed"],
+        sched=cfg["sched"]["name"],
+        batch_size=cfg["train"]["batch_size"],
+        grad_accum=cfg["train"]["grad_accum"],
+        planned_steps=cfg["train"]["steps"],
+        precision=cfg["precision"],
+        compile=cfg["compile"],
+        sweep_name=cfg.get("sweep_name"),
+        device=device.type,
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        lionbench_version=lionbench.__version__,
+        git_rev=git_revision(),
+        hostname=platform.node(),
+        pid=os.getpid(),
+    )
+    if spec.ratio_of:  # the effective ratio (lr and wd can be overridden directly)
+        base = cfg["recipe"][spec.ratio_of]
+        summary.ratio = base["lr"] / o["lr"]
+        summary.wd_ratio = (
+            o["weight_decay"] / base["weight_decay"] if base["weight_decay"] else None
+        )
+    return summary
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
