@@ -17,6 +17,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from lionbench.optim.registry import OPTIMIZERS
+
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 
@@ -73,9 +75,23 @@ class Status(str, Enum):
 
 
 def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
+    """What a run computes: the config without `NOT_IDENTITY` and without the recipe's
+    baselines of optimizers the run does not use (changing SGD's baseline never re-runs a Lion
+    run, and adding an optimizer to the registry keeps every existing run's directory)."""
     ident = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    recipe = ident.get("recipe")
+    if isinstance(recipe, dict):
+        used = baselines_used(cfg.get("optim") or {})
+        ident["recipe"] = {k: v for k, v in recipe.items() if k not in OPTIMIZERS or k in used}
     ident["device"] = device_type  # a CPU result is not a GPU result
     return ident
+
+
+def baselines_used(optim: dict[str, Any]) -> set[str]:
+    """The recipe baseline blocks an optimizer config reads: its own and, for Lion, AdamW's."""
+    name = optim.get("name")
+    spec = OPTIMIZERS.get(name) if optim.get("_target_") is None else None
+    return {str(name), *([spec.ratio_of] if spec and spec.ratio_of else [])}
 
 
 def setting_config(cfg: dict[str, Any], optimizer_names: tuple[str, ...]) -> dict[str, Any]:

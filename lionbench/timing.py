@@ -16,11 +16,15 @@ from typing import Any
 
 import torch
 
-# Dense bf16 peak FLOP/s for MFU (vendor datasheets, SXM parts; docs/references.md).
+# Dense bf16 peak FLOP/s for MFU (vendor datasheets; docs/references.md). Matched against the
+# device name longest key first, so that "H100 PCIe" and "L40S" are not read as "H100" or "L4".
 PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
     "H100": 989e12,
     "H200": 989e12,
     "A100": 312e12,
+    "L40S": 362e12,
+    "L40": 181e12,
     "L4": 121e12,
     "A10": 125e12,
     "4090": 165e12,
@@ -115,4 +119,5 @@ def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    keys = sorted(PEAK_BF16_FLOPS, key=len, reverse=True)
+    return next((PEAK_BF16_FLOPS[k] for k in keys if k in name), None)

@@ -373,6 +373,7 @@ def results(
     examples_per_s = steps_per_s * plan.batch_size if steps_per_s else None
     flops = parts.recipe.flops_per_example(parts.model)
     peak = peak_flops(device)
+    peak = peak * plan.world if peak else None  # examples/s is over every rank's device
     peak_mem, peak_kind = peak_memory(device)
     floor, tokens = parts.data.loss_floor, parts.recipe.tokens_per_example
     return {

@@ -29,10 +29,11 @@ def run_inprocess(results: Path, *overrides: str) -> int:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """The real command line, in a subprocess, as a user would type it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """The real command line, in a subprocess, as a user would type it (`env`: extra
+    environment variables)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "lionbench", *args],
         capture_output=True,

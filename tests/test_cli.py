@@ -117,7 +117,7 @@ def test_prepare_then_train_on_the_token_files(tmp_path):
 def test_run_help_is_hydras():
     res = run_cli("run", "--help")
     assert res.returncode == 0
-    assert "recipe: gpt2" in res.stdout and "optim: adamw, lion" in res.stdout
+    assert "recipe: gpt2" in res.stdout and "optim: adafactor, adamw, lion, sgd" in res.stdout
 
 
 def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):

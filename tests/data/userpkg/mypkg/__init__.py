@@ -1,0 +1,1 @@
+"""A user's own package, outside lionbench: a recipe and an optimizer (tests of issue 12)."""
