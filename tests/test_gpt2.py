@@ -29,7 +29,7 @@ def test_parameter_count_at_full_scale(full):
 def test_flops_per_token_match_the_reference(full):
     cfg, recipe, model = full
     per_token = recipe.flops_per_example(model) / cfg.recipe.model.block_size
-    # REFERENCES.md: about 0.855 GFLOP per token at T=1024 (6N + 12*L*H*Q*T)
+    # docs/references.md: about 0.855 GFLOP per token at T=1024 (6N + 12*L*H*Q*T)
     assert per_token == pytest.approx(0.855e9, rel=0.002)
 
 

@@ -1,6 +1,6 @@
 """Optimizers against independent float64 references of the published rules.
 
-Lion (DESIGN.md, google/automl `lion`):
+Lion (docs/references.md, google/automl `lion`):
     c = beta1 * m + (1 - beta1) * g
     p = p * (1 - lr * wd) - lr * sign(c)
     m = beta2 * m + (1 - beta2) * g

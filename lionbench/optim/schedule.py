@@ -1,7 +1,7 @@
 """Learning-rate schedules: linear warmup, then cosine / linear / rsqrt decay or constant.
 
 One multiplier function of the step, applied the same way to every optimizer, so Lion and AdamW
-always share the schedule's shape (DESIGN.md).
+always share the schedule's shape (docs/design.md).
 """
 
 from __future__ import annotations
