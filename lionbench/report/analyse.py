@@ -154,14 +154,12 @@ def default_targets(
     return [float(p) for p in sorted(picks, reverse=True)]
 
 
-def steps_to(curve: pd.DataFrame, target: float) -> tuple[float, float]:
-    """First eval (step, time) at or below the target; (nan, nan) when never reached (never
-    the step budget: that would reward runs that did not get there)."""
-    hit = curve[curve["loss"] <= target]
-    if hit.empty:
-        return math.nan, math.nan
-    first = hit.sort_values("step").iloc[0]
-    return float(first["step"]), float(first["time_s"])
+def first_hits(curves: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Per run, the first eval (step, time_s) at or below the target. A run that never got
+    there has no row: its steps are nan, never the step budget (that would reward runs that did
+    not get there). One pass over all curves per target: 1,000 runs stay fast."""
+    hit = curves[curves["loss"] <= target].sort_values("step", kind="stable")
+    return hit.drop_duplicates("run_dir").set_index("run_dir")[["step", "time_s"]]
 
 
 def target_table(
@@ -171,24 +169,24 @@ def target_table(
     every seed."""
     targets = list(dict.fromkeys(targets)) or default_targets(completed, curves, baseline)
     rows = []
-    by_run = dict(list(curves.groupby("run_dir")))
     for target in targets:
+        hits = first_hits(curves, target)
         for arm, runs in completed.groupby("arm", sort=False):
-            hits = [steps_to(by_run.get(d, curves.iloc[:0]), target) for d in runs["run_dir"]]
-            steps = [h[0] for h in hits if not math.isnan(h[0])]
-            times = [h[1] for h in hits if not math.isnan(h[1])]
+            mine = hits.reindex(runs["run_dir"])
+            steps = pd.to_numeric(mine["step"], errors="coerce").dropna()
+            times = pd.to_numeric(mine["time_s"], errors="coerce").dropna()
             rows.append(
                 {
                     "target": target,
                     "arm": arm,
                     "optim": runs["optim"].iloc[0],
-                    "reached": f"{len(steps)}/{len(hits)}",
-                    "all_reached": len(steps) == len(hits),
-                    "steps_to_target": float(np.mean(steps)) if steps else math.nan,
+                    "reached": f"{len(steps)}/{len(runs)}",
+                    "all_reached": len(steps) == len(runs),
+                    "steps_to_target": float(steps.mean()) if len(steps) else math.nan,
                     "steps_to_target_std": (
-                        float(np.std(steps, ddof=1)) if len(steps) > 1 else math.nan
+                        float(steps.std(ddof=1)) if len(steps) > 1 else math.nan
                     ),
-                    "time_to_target_s": float(np.mean(times)) if times else math.nan,
+                    "time_to_target_s": float(times.mean()) if len(times) else math.nan,
                 }
             )
     table = pd.DataFrame(rows)

@@ -106,12 +106,15 @@ def arm_labels(runs: pd.DataFrame, by: list[str]) -> tuple[list[str], list[str |
     ratio sweep. Two arms never share a label (a collision gets a short hash)."""
     labels: dict[Any, str] = {}
     families: dict[Any, str | None] = {}
+    if "optim" not in runs:  # every config was unreadable
+        return ["?"] * len(runs), [None] * len(runs)
     groups = runs[runs["setting"].notna() & runs["optim"].notna()]
     for _, g in groups.groupby(["setting", "optim"], sort=False):
         several_impls = g["impl"].nunique(dropna=True) > 1
-        hps = {i: {**json.loads(h), "_target_": t} for i, h, t in _hp_rows(g)}
+        records = dict(zip(g.index, g.to_dict("records"), strict=True))
+        hps = {i: hyperparams(r) for i, r in records.items()}
         varying = _varying(list(hps.values()))
-        for i, r in g.iterrows():
+        for i, r in records.items():
             suffix = f" [{r['impl']}]" if several_impls else ""
             suffix += "".join(f" {k}={_show(hps[i].get(k))}" for k in varying)
             suffix += "".join(f" {key}={r[key]}" for key in by)
@@ -122,14 +125,16 @@ def arm_labels(runs: pd.DataFrame, by: list[str]) -> tuple[list[str], list[str |
                 lr, wd = number(r["lr"]), number(r["weight_decay"])
                 labels[i] = f"{r['optim']} lr={_g(lr)} wd={_g(wd)}{suffix}"
                 families[i] = None
-    _disambiguate(runs, labels, by)
+        _disambiguate(records, labels, by)
     return [labels.get(i, "?") for i in runs.index], [families.get(i) for i in runs.index]
 
 
-def _hp_rows(g: pd.DataFrame) -> list[tuple[Any, str, Any]]:
-    targets = g["optim_target"] if "optim_target" in g else pd.Series(None, index=g.index)
-    targets = [t if isinstance(t, str) else None for t in targets]
-    return list(zip(g.index, g["hyperparams"].fillna("{}"), targets, strict=True))
+def hyperparams(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's hyperparameters (the JSON the loader stored) and its user class, if any: what
+    may tell two arms of one optimizer apart besides lr, wd and impl."""
+    hp = json.loads(r["hyperparams"]) if isinstance(r.get("hyperparams"), str) else {}
+    target = r.get("optim_target")
+    return {**hp, "_target_": target if isinstance(target, str) else None}
 
 
 def _varying(dicts: list[dict[str, Any]]) -> list[str]:
@@ -148,17 +153,20 @@ def _g(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
-def _disambiguate(runs: pd.DataFrame, labels: dict[Any, str], by: list[str]) -> None:
+def _disambiguate(
+    records: dict[Any, dict[str, Any]], labels: dict[Any, str], by: list[str]
+) -> None:
     """Labels round lr to 3 digits: distinct arms that print alike get their identity's hash."""
-    cols = ["optim", "optim_target", "impl", "lr", "weight_decay", "hyperparams", *by]
-    seen: dict[tuple[Any, str], set[str]] = {}
-    ident = {}
-    for i in labels:
-        r = runs.loc[i]
-        ident[i] = digest([None if pd.isna(v) else v for v in (r.get(c) for c in cols)], 4)
-        seen.setdefault((r["setting"], labels[i]), set()).add(ident[i])
-    for i in labels:
-        if len(seen[(runs.at[i, "setting"], labels[i])]) > 1:
+    cols = ["optim_target", "impl", "lr", "weight_decay", "hyperparams", *by]
+    ident = {
+        i: digest([None if pd.isna(r.get(c)) else r.get(c) for c in cols], 4)
+        for i, r in records.items()
+    }
+    seen: dict[str, set[str]] = {}
+    for i in records:
+        seen.setdefault(labels[i], set()).add(ident[i])
+    for i in records:
+        if len(seen[labels[i]]) > 1:
             labels[i] += f" #{ident[i]}"
 
 

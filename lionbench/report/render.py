@@ -119,6 +119,7 @@ def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured table; `|` in labels (user values) is escaped so rows stay rows."""
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
@@ -223,6 +224,7 @@ def print_console(settings: list[Setting], problems: pd.DataFrame) -> None:
 
 
 def rich_table(title: str, df: pd.DataFrame) -> Any:
+    """A rich table of strings, every one escaped (see `print_console`)."""
     from rich.markup import escape
     from rich.table import Table
 
