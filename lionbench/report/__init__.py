@@ -1,0 +1,98 @@
+"""`lionbench report`: run directories -> one pandas DataFrame -> tables, plots and a verdict.
+
+The modules go one way, each usable without the next: load.py (run directories -> DataFrames),
+arms.py (arm labels and the baseline arm), analyse.py (settings and their tables), claims.py
+(the paper's Lion claims), plots.py (matplotlib, imported only with `--out`), render.py
+(console, markdown, HTML, CSV, Parquet). Nothing is dropped silently: diverged, failed,
+unfinished and corrupt runs are listed, and never count as completed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lionbench.errors import UserError, check_output_dir
+from lionbench.report.analyse import Setting, analyse, default_targets
+from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
+from lionbench.report.load import find_run_dirs, load_runs
+from lionbench.report.render import display_tables, markdown_table, problem_table, render
+
+__all__ = [
+    "DEFAULT_BASELINE",
+    "Setting",
+    "analyse",
+    "arm_labels",
+    "check_options",
+    "choose_baseline",
+    "default_targets",
+    "display_tables",
+    "find_run_dirs",
+    "load_runs",
+    "markdown_table",
+    "problem_table",
+    "render",
+    "report",
+]
+
+
+def check_options(roots: list[Path], out: Path | None, targets: list[float]) -> None:
+    """Reject bad paths and targets before reading a single run (`--by` keys are checked
+    against the run configs in `load_runs`, `--baseline` against their optimizers)."""
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"results directory {root} does not exist")
+        if not root.is_dir():
+            raise UserError(
+                f"results path {root} is not a directory (give results directories, e.g. results)"
+            )
+    for t in targets:
+        if not math.isfinite(t) or t < 0:
+            raise UserError(f"--target must be a finite val loss >= 0, got {t}")
+    if out is not None:
+        check_output_dir(out)
+
+
+def check_baseline(baseline: str, runs: pd.DataFrame) -> None:
+    """A `--baseline` that no run used is a typo, not a setting without a baseline."""
+    names = sorted({o for o in runs.get("optim", pd.Series(dtype=object)).dropna()})
+    if baseline not in names:
+        close = difflib.get_close_matches(baseline, names, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(
+            f"unknown --baseline '{baseline}'{hint} (optimizers of these runs: "
+            f"{', '.join(names) or 'none'})"
+        )
+
+
+def report(
+    roots: list[Path],
+    out: Path | None,
+    targets: list[float],
+    by: list[str],
+    quiet: bool = False,
+    baseline: str | None = None,
+) -> list[Setting]:
+    """Read the run directories under `roots`, compare every arm with optimizer `baseline`'s
+    recipe arm (default: AdamW's) and write the report to `out` (None: console only)."""
+    check_options(roots, out, targets)
+    runs, curves = load_runs(roots, by)
+    if baseline is not None:
+        check_baseline(baseline, runs)
+    settings = analyse(runs, curves, targets, baseline or DEFAULT_BASELINE)
+    problems = problem_table(runs)
+    if out is not None:
+        from lionbench.report.plots import make_plots
+
+        out.mkdir(parents=True, exist_ok=True)
+        for s in settings:
+            make_plots(s, curves, out)
+        render(settings, problems, runs, out)
+    if not quiet:
+        from lionbench.report.render import print_console
+
+        print_console(settings, problems)
+    return settings

@@ -1,0 +1,225 @@
+"""Run directories -> a runs DataFrame (one row per directory) and a curves DataFrame (one row
+per val point of every run).
+
+A run directory is `<results_dir>/<recipe>/<run>/` with config.yaml, metrics.jsonl and
+summary.json. The config says what ran (so an unfinished run still has its arm and setting); the
+summary, read as a `RunSummary` of any readable schema, says what came of it. Nothing is dropped
+silently: an unreadable config or summary, or a summary of a schema this lionbench does not
+know, is a `corrupt` row that the report lists and never counts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from lionbench.errors import UserError
+from lionbench.optim.registry import OPTIMIZERS, hyperparams_of, impl_of
+from lionbench.record import RunSummary, Status, digest, setting_config
+from lionbench.report.arms import arm_labels, at_recipe_baseline, lr_wd
+from lionbench.track import read_metrics
+
+# libyaml's C parser when present: reading 1,000 configs is the report's largest cost.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Summary fields copied into the runs table.
+RESULT_KEYS = (
+    "error", "steps", "diverged_at_step", "final_train_loss", "final_val_loss", "best_val_loss",
+    "loss_floor", "steps_per_s", "examples_per_s", "tokens_per_s", "opt_step_ms",
+    "peak_mem_bytes", "optimizer_state_bytes", "n_params", "train_time_s", "device",
+    "device_name", "mfu", "schema_version",
+)  # fmt: skip
+NUMERIC = (
+    "final_val_loss", "best_val_loss", "loss_floor", "steps_per_s", "examples_per_s",
+    "opt_step_ms", "peak_mem_bytes", "optimizer_state_bytes", "lr", "weight_decay", "ratio",
+    "train_time_s", "ratio_base_lr", "ratio_base_wd",
+)  # fmt: skip
+CURVE_COLUMNS = ["run_dir", "step", "loss", "time_s"]
+
+
+def find_run_dirs(roots: list[Path]) -> list[Path]:
+    """Every directory holding a config.yaml under the roots (W&B's own copies excluded)."""
+    dirs: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"results directory {root} does not exist")
+        if (root / "config.yaml").exists():
+            dirs.add(root)
+        dirs.update(p.parent for p in root.rglob("config.yaml") if "wandb" not in p.parts)
+    return sorted(dirs)
+
+
+def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs: one row per run directory, curves: one row per val point of every run)."""
+    by = list(by)
+    rows: list[dict[str, Any]] = []
+    configs: list[tuple[int, dict[str, Any]]] = []
+    curves: list[dict[str, Any]] = []
+    keys: set[str] = set()  # every dotted config key of the runs, for checking --by
+    for d in find_run_dirs(roots):
+        cfg, error = read_config(d / "config.yaml")
+        if cfg is None:
+            rows.append({"run_dir": str(d), "status": Status.CORRUPT.value, "error": error})
+            continue
+        flat = flatten(cfg)
+        keys.update(flat)
+        row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(d / "summary.json")}
+        row.update({key: str(flat.get(key)) for key in by})
+        configs.append((len(rows), cfg))
+        rows.append(row)
+        curves.extend(val_points(d))
+    if not rows:
+        raise UserError(
+            f"no run directories under {', '.join(map(str, roots))} "
+            f"(expected <results_dir>/<recipe>/<run>/config.yaml)"
+        )
+    check_by(by, keys)
+    names = optimizer_names(rows)
+    for i, cfg in configs:
+        rows[i]["setting"] = digest(setting_config(cfg, names), 8)
+    runs = pd.DataFrame(rows)
+    for col in NUMERIC:
+        if col in runs:
+            runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    runs["setting"] = with_device(runs)
+    runs["arm"], runs["family"] = arm_labels(runs, by)
+    return runs, pd.DataFrame(curves, columns=CURVE_COLUMNS)
+
+
+def read_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(config, None), or (None, why it is not a lionbench config)."""
+    try:
+        cfg = yaml.load(path.read_text(), Loader=YAML_LOADER)
+        if not isinstance(cfg, dict) or not all(
+            isinstance(cfg.get(k), dict) for k in ("optim", "recipe")
+        ):
+            raise ValueError("not a lionbench config")
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return None, f"config.yaml: {e}"
+    return cfg, None
+
+
+def optimizer_name(optim: dict[str, Any]) -> str | None:
+    """`optim.name`, or for a user `_target_` optimizer without one, its class name in lower
+    case (what the registry calls it), read from the path: the report imports no user code."""
+    name = optim.get("name")
+    target = optim.get("_target_")
+    if not name and isinstance(target, str):
+        name = target.rpartition(".")[2].lower()
+    return str(name) if name else None
+
+
+def config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ran, from the config: every optimizer alike, registered or user `_target_`."""
+    o, recipe = cfg["optim"], cfg["recipe"]
+    name = optimizer_name(o)
+    spec = OPTIMIZERS.get(name) if o.get("_target_") is None else None
+    ratio_of = spec.ratio_of if spec is not None else None
+    ratio_base = lr_wd(recipe.get(ratio_of)) if ratio_of else None
+    hp = hyperparams_of(o)
+    return {
+        "recipe": recipe.get("name"),
+        "scale": cfg.get("scale"),
+        "data": (cfg.get("data") or {}).get("source"),
+        "optim": name,
+        "impl": impl_of(o),
+        "optim_target": o.get("_target_"),
+        "lr": o.get("lr"),
+        "weight_decay": o.get("weight_decay"),
+        "ratio": o.get("ratio") if ratio_of else None,
+        "hyperparams": json.dumps(hp, sort_keys=True, default=str),
+        "seed": cfg.get("seed"),
+        "batch_size": (cfg.get("train") or {}).get("batch_size"),
+        "planned_steps": (cfg.get("train") or {}).get("steps"),
+        "sweep_name": cfg.get("sweep_name"),
+        "recipe_baseline": at_recipe_baseline(
+            recipe, name or "", o.get("lr"), o.get("weight_decay"), hp
+        ),
+        "ratio_base_lr": ratio_base[0] if ratio_base else None,
+        "ratio_base_wd": ratio_base[1] if ratio_base else None,
+    }
+
+
+def summary_columns(path: Path) -> dict[str, Any]:
+    """What came of a run, from its summary.json of any readable schema. No summary: the run
+    is unfinished (`partial`); a still-`running` one is too, since nothing is final yet."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        summary = RunSummary.from_dict(data)
+    except FileNotFoundError:
+        return {"status": Status.PARTIAL.value, "error": "no summary.json (unfinished run)"}
+    except (OSError, ValueError, TypeError) as e:
+        return {"status": Status.CORRUPT.value, "error": f"summary.json: {e}"}
+    row = {key: getattr(summary, key) for key in RESULT_KEYS}
+    status = Status.PARTIAL if summary.status == Status.RUNNING else summary.status
+    if status == Status.CORRUPT and not row["error"]:
+        row["error"] = f"summary.json: unknown status {data.get('status')!r}"
+    row["status"] = status.value
+    return row
+
+
+def optimizer_names(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Names whose recipe blocks (`recipe.<name>`) are optimizer baselines, not part of what runs
+    share: the registry's, and those of user optimizers among these runs."""
+    seen = {r["optim"] for r in rows if r.get("optim_target") and r.get("optim")}
+    return (*OPTIMIZERS, *sorted(seen - set(OPTIMIZERS)))
+
+
+def val_points(d: Path) -> list[dict[str, Any]]:
+    """A run's val points; a torn last line (a killed writer) is skipped by `read_metrics`."""
+    return [
+        {"run_dir": str(d), "step": r.get("step"), "loss": r["loss"], "time_s": r.get("time_s")}
+        for r in read_metrics(d / "metrics.jsonl")
+        if r.get("split") == "val" and isinstance(r.get("loss"), int | float)
+    ]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"train.batch_size": 8, ...}, the keys `--by` names."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_by(by: list[str], keys: set[str]) -> None:
+    """A `--by` key that no run's config has would split nothing: it is a typo."""
+    for key in by:
+        if key not in keys:
+            close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UserError(
+                f"unknown --by key '{key}'{hint} (accepted: a dotted config key of the runs, "
+                f"e.g. optim.betas, train.batch_size)"
+            )
+
+
+def with_device(runs: pd.DataFrame) -> pd.Series:
+    """A CPU result is not a GPU result: the device splits settings. An unfinished run (no
+    summary, so no device) joins its config's setting when that setting ran on one device."""
+    if "setting" not in runs:
+        return pd.Series([None] * len(runs), index=runs.index)
+    device = runs["device"] if "device" in runs else pd.Series(None, index=runs.index)
+    devices = runs.assign(device=device).dropna(subset=["device"])
+    known = devices.groupby("setting")["device"].unique()
+    keys = []
+    for setting, dev in zip(runs["setting"], device, strict=True):
+        if not isinstance(setting, str):
+            keys.append(None)
+            continue
+        if not isinstance(dev, str):
+            seen = known.get(setting, [])
+            dev = seen[0] if len(seen) == 1 else "unknown"
+        keys.append(f"{setting}-{dev}")
+    return pd.Series(keys, index=runs.index)

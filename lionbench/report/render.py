@@ -1,0 +1,236 @@
+"""Tables for people and for machines: console, report.md, self-contained report.html, and every
+table as CSV and Parquet. Nothing here computes a number; analyse.py does.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lionbench.report.analyse import Setting
+from lionbench.track import atomic_write_text
+
+LOSS_COLUMNS = {
+    "arm": "optimizer",
+    "n": "n",
+    "seeds": "seeds",
+    "final_val_loss": "final val loss",
+    "best_val_loss": "best val loss",
+    "gap_to_floor": "gap to floor",
+    "diverged": "diverged",
+    "failed": "failed",
+}
+SPEED_COLUMNS = {
+    "arm": "optimizer",
+    "steps_per_s": "steps/s",
+    "steps_per_s_vs_baseline": "steps/s vs baseline",
+    "examples_per_s": "examples/s",
+    "opt_step_ms": "opt step ms",
+    "opt_step_ms_vs_baseline": "opt step vs baseline",
+    "peak_mem_mb": "peak mem MB",
+    "optimizer_state_mb": "opt state MB",
+    "optimizer_state_mb_vs_baseline": "opt state vs baseline",
+}
+TARGET_COLUMNS = {
+    "target": "target",
+    "arm": "optimizer",
+    "reached": "reached",
+    "steps_to_target": "steps to target",
+    "time_to_target_s": "time to target (s)",
+    "steps_vs_baseline": "steps vs baseline",
+}
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+    "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    "th{background:#f3f3f3}.warn{color:#a60}img{max-width:100%}"
+    "figure{display:inline-block;margin:0.5em}"
+)
+
+
+def pm(mean: float, std: float, digits: int = 4) -> str:
+    """`mean ± std`, or the mean alone for one seed, or `-` for none."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}g}" + (f" ± {std:.2g}" if not math.isnan(std) else "")
+
+
+def _pm_column(t: pd.DataFrame, col: str) -> list[str]:
+    return [pm(m, sd) for m, sd in zip(t[col], t[f"{col}_std"], strict=True)]
+
+
+def display_tables(s: Setting) -> dict[str, pd.DataFrame]:
+    """Human-readable versions of a setting's tables (strings, mean ± std), by title. Titles
+    name the baseline arm: every `vs baseline` column is a ratio to it."""
+    out: dict[str, pd.DataFrame] = {}
+    against = f" (baseline: {s.baseline})" if s.baseline else " (no baseline)"
+    if not s.optimizers.empty:
+        t = s.optimizers.copy()
+        t["final_val_loss"] = _pm_column(t, "final_val_loss")
+        t["best_val_loss"] = _pm_column(t, "best_val_loss")
+        for title, columns in (
+            ("Optimizers: val loss (mean ± std over seeds)", LOSS_COLUMNS),
+            ("Optimizers: speed and memory" + against, SPEED_COLUMNS),
+        ):
+            out[title] = fmt(t[[c for c in columns if c in t]].rename(columns=columns))
+    if not s.targets.empty:
+        t = s.targets.copy()
+        t["steps_to_target"] = [
+            pm(m, sd, 5) if not math.isnan(m) else "not reached"
+            for m, sd in zip(t["steps_to_target"], t["steps_to_target_std"], strict=True)
+        ]
+        cols = [c for c in TARGET_COLUMNS if c in t]
+        out["Steps and time to target (val loss)" + against] = fmt(
+            t[cols].rename(columns=TARGET_COLUMNS)
+        )
+    for family, t in s.sweep.groupby("family", sort=True) if not s.sweep.empty else ():
+        t = t.copy()
+        t["final_val_loss"] = _pm_column(t, "final_val_loss")
+        t["best"] = ["best" if b else "" for b in t["best"]]
+        cols = ["ratio", "lr", "weight_decay", "n", "final_val_loss", "best"]
+        out[f"{family} ratio sweep"] = fmt(t[cols])
+    if not s.claims.empty:
+        out[f"Claims (Lion vs {s.claims_baseline or 'the recipe AdamW'})"] = s.claims
+    return out
+
+
+def fmt(df: pd.DataFrame) -> pd.DataFrame:
+    """Every cell a string: floats to 4 significant digits, nan as `-`."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    return df.map(cell) if hasattr(df, "map") else df.applymap(cell)
+
+
+def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run that did not complete, and why: listed, never counted."""
+    bad = runs[runs["status"] != "completed"]
+    cols = ["status", "recipe", "arm", "seed", "diverged_at_step", "error", "run_dir"]
+    return fmt(bad[[c for c in cols if c in bad]].astype(object).fillna("-"))
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured table; `|` in labels (user values) is escaped so rows stay rows."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |")
+    return "\n".join(lines)
+
+
+def setting_sections(s: Setting) -> tuple[list[str], list[str]]:
+    """(markdown lines, HTML fragments) of one setting: warnings, arms, tables, plots."""
+    md, body = [f"## {s.label}", ""], [f"<h2>{html.escape(s.label)}</h2>"]
+    for w in s.warnings:
+        md += [f"> warning: {w}", ""]
+        body.append(f"<p class=warn>warning: {html.escape(w)}</p>")
+    compared = "Runs compared: " + ", ".join(
+        f"{arm} (seeds {g})"
+        for arm, g in zip(s.optimizers.get("arm", []), s.optimizers.get("seeds", []), strict=True)
+    )
+    base = f"Baseline: {s.baseline}" if s.baseline else f"Baseline: none ({s.baseline_optim})"
+    for line in (compared, base):
+        md += [line, ""]
+        body.append(f"<p>{html.escape(line)}</p>")
+    for title, table in display_tables(s).items():
+        md += [f"### {title}", "", markdown_table(table), ""]
+        body.append(f"<h3>{html.escape(title)}</h3>" + table.to_html(index=False, border=0))
+    for title, path in s.plots.items():
+        md += [f"![{title}]({path.name})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        body.append(
+            f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        )
+    return md, body
+
+
+def render(settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, out: Path) -> None:
+    """report.md, self-contained report.html, CSV and Parquet of every table."""
+    counts = f"{len(runs)} run directories: " + ", ".join(
+        f"{n} {k}" for k, n in runs["status"].value_counts().items()
+    )
+    md = ["# lionbench report", "", counts, ""]
+    body = [f"<h1>lionbench report</h1><p>{html.escape(counts)}</p>"]
+    for s in settings:
+        s_md, s_body = setting_sections(s)
+        md += s_md
+        body += s_body
+    md += ["## Diverged, failed and unfinished runs", ""]
+    body.append("<h2>Diverged, failed and unfinished runs</h2>")
+    if problems.empty:
+        md += ["None.", ""]
+        body.append("<p>None.</p>")
+    else:
+        md += [markdown_table(problems), ""]
+        body.append(problems.to_html(index=False, border=0))
+    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(
+        out / "report.html",
+        f"<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>lionbench report</title><style>{STYLE}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>",
+    )
+    write_tables(settings, problems, runs, out)
+
+
+def write_tables(
+    settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, out: Path
+) -> None:
+    """<name>.csv and <name>.parquet (when pyarrow is there) of runs, problems and each table."""
+    tables = {"runs": runs, "problems": problems}
+    for s in settings:
+        for name, df in (
+            ("optimizers", s.optimizers),
+            ("targets", s.targets),
+            ("ratio_sweep", s.sweep),
+            ("claims", s.claims),
+        ):
+            if not df.empty:
+                tables[f"{name}_{s.key}"] = df
+    for name, df in tables.items():
+        df.to_csv(out / f"{name}.csv", index=False)
+        with contextlib.suppress(ImportError):  # Parquet needs pyarrow
+            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(
+                out / f"{name}.parquet", index=False
+            )
+
+
+def print_console(settings: list[Setting], problems: pd.DataFrame) -> None:
+    """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
+    (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    for s in settings:
+        console.rule(escape(s.label))
+        for w in s.warnings:
+            console.print(f"[yellow]warning:[/] {escape(w)}")
+        for title, df in display_tables(s).items():
+            console.print(rich_table(title, df))
+    if not problems.empty:
+        console.print(rich_table("Diverged, failed and unfinished runs", problems))
+
+
+def rich_table(title: str, df: pd.DataFrame) -> Any:
+    """A rich table of strings, every one escaped (see `print_console`)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    for col in df.columns:
+        table.add_column(escape(str(col)))
+    for _, r in df.iterrows():
+        table.add_row(*(escape(str(v)) for v in r))
+    return table
