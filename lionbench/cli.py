@@ -106,12 +106,21 @@ def report(
             help="Config key (dotted) that also distinguishes optimizer arms (repeatable)."
         ),
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Optimizer whose recipe-baseline arm every other arm is compared with "
+            "(default: adamw)."
+        ),
+    ] = None,
 ) -> None:
     """Tables, plots and a verdict on the paper's claims from run directories."""
     from lionbench.report import report as make_report
 
     try:
-        make_report(results or [Path("results")], out, list(target or []), list(by or []))
+        make_report(
+            results or [Path("results")], out, list(target or []), list(by or []), baseline=baseline
+        )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None

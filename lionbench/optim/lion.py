@@ -1,8 +1,8 @@
 """lionbench's own Lion: the whole update in one pass over memory.
 
-The published rule (docs/references.md) reads p, g, m and writes p, m: 20 bytes per fp32 parameter, the
-physical floor of a bandwidth-bound step. lion-pytorch spends several passes per tensor (and its
-foreach variant clones the momentum). Here
+The published rule (docs/references.md) reads p, g, m and writes p, m: 20 bytes per fp32
+parameter, the physical floor of a bandwidth-bound step. lion-pytorch spends several passes per
+tensor (and its foreach variant clones the momentum). Here
 
     c = beta1 * m + (1 - beta1) * g
     p = p * (1 - lr * wd) - lr * sign(c)

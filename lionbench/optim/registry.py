@@ -271,8 +271,15 @@ def spec_of(optim_cfg: Mapping[str, Any]) -> OptimizerSpec:
 
 
 def impl_of(optim_cfg: Mapping[str, Any]) -> str:
-    """The implementation a config selects (`target` for user classes)."""
-    return "target" if optim_cfg.get("_target_") is not None else str(optim_cfg.get("impl"))
+    """The implementation a config selects: `target` for user classes, the registry's default
+    (its first) when the config names none."""
+    if optim_cfg.get("_target_") is not None:
+        return "target"
+    impl = optim_cfg.get("impl")
+    spec = OPTIMIZERS.get(str(optim_cfg.get("name")))
+    if impl is None and spec is not None:
+        return next(iter(spec.impls))
+    return str(impl)
 
 
 def hyperparams_of(optim_cfg: Mapping[str, Any]) -> dict[str, Any]:
