@@ -13,6 +13,7 @@ at the next step boundary, writes a checkpoint and ends the run as `interrupted`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import signal
@@ -27,49 +28,88 @@ from lionbench.track import atomic_write
 FILENAME = "checkpoint.pt"
 # Format 2: the loop's state is LoopState.state_dict(), the run directory's position is "run".
 FORMAT = 2
-REQUIRED = ("format", "step", "model", "optimizer", "scheduler", "rng", "data", "loop", "run")
+REQUIRED = ("format", "digest", "step", "model", "optimizer", "scheduler", "rng", "data", "loop",
+            "run")  # fmt: skip
+RESTART = "delete it to restart this run from step 0"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically (temporary file, fsync, rename): never half-written."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    """Write atomically (temporary file, fsync, rename): never half-written. The file carries a
+    digest of its content, so that flipped bytes are refused on load, and `state["run"]` names
+    the run (its directory name, which ends with the hash of its identity)."""
+    content = {"format": FORMAT, **state}
+    atomic_write(path, lambda f: torch.save({**content, "digest": content_digest(content)}, f))
 
 
-def load(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents, or UserError naming the file when it cannot be used."""
+def load(path: Path, run_name: str, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents (on the CPU), or UserError naming the file when it cannot be
+    this run's. `mmap`: map the file instead of reading it (cheap checks of large files)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise UserError(
-            f"checkpoint {path} is unreadable ({first}); delete it to restart this run from step 0"
-        ) from None
+        raise UserError(f"checkpoint {path} is unreadable ({first}); {RESTART}") from None
     missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
     if missing:
         raise UserError(
             f"checkpoint {path} is not a lionbench checkpoint (missing: {', '.join(missing)}); "
-            f"delete it to restart this run from step 0"
+            f"{RESTART}"
         )
     if state["format"] != FORMAT:
         raise UserError(
-            f"checkpoint {path} has format {state['format']} (accepted: {FORMAT}); delete it to "
-            f"restart this run from step 0"
+            f"checkpoint {path} has format {state['format']} (accepted: {FORMAT}); {RESTART}"
         )
+    content = {k: v for k, v in state.items() if k != "digest"}
+    if state["digest"] != content_digest(content):
+        raise UserError(f"checkpoint {path} is corrupt (its content digest differs); {RESTART}")
+    owner = state["run"].get("name")
+    if owner != run_name:
+        raise UserError(f"checkpoint {path} belongs to another run ({owner!r}); {RESTART}")
     return state
 
 
 def check(path: Path) -> None:
-    """Refuse an unusable checkpoint before any work starts (mmap: cheap even when large)."""
+    """Refuse an unusable checkpoint before any work starts: unreadable, corrupt, another run's,
+    or ahead of its metrics.jsonl (records lost since it was written)."""
     if not path.exists():
         return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        load(path)  # slower, but raises the same UserError with the reason
-        return
-    missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
-    if missing or state.get("format") != FORMAT:
-        load(path)
+    state = load(path, path.parent.name, mmap=True)
+    metrics = path.parent / "metrics.jsonl"
+    size = metrics.stat().st_size if metrics.is_file() else 0
+    if size < state["run"]["metrics_bytes"]:
+        raise UserError(
+            f"{metrics} is shorter than its checkpoint says ({size} < "
+            f"{state['run']['metrics_bytes']} bytes: records were lost); delete {path} to "
+            f"restart this run from step 0"
+        )
+
+
+def content_digest(value: Any) -> str:
+    """A digest of a checkpoint's content: every tensor's bytes, dtype and shape, and every
+    other value, in a fixed order (dict keys sorted), so that it is the same after a load."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=repr):
+                h.update(repr(k).encode())
+                feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, list | tuple):
+            h.update(b"[")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        else:
+            h.update(repr(v).encode())
+
+    feed(value)
+    return h.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:

@@ -73,7 +73,7 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult:
         return run_workers(plain, rundir)
 
     ckpt_path = rundir.path / checkpoint.FILENAME
-    resume = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+    resume = checkpoint.load(ckpt_path, rundir.path.name) if ckpt_path.exists() else None
     rundir.start(
         OmegaConf.to_yaml(plain),
         keep_metrics_bytes=resume["run"]["metrics_bytes"] if resume else None,

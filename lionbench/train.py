@@ -340,7 +340,11 @@ def save(parts: Parts, state: LoopState, rundir: RunDir, wandb: WandbLogger) -> 
             "rng": checkpoint.rng_state(),
             "data": parts.data.train.state_dict(),
             "loop": state.state_dict(),
-            "run": {"metrics_bytes": rundir.metrics_bytes(), "wandb_id": wandb.run_id},
+            "run": {
+                "name": rundir.path.name,
+                "metrics_bytes": rundir.metrics_bytes(),
+                "wandb_id": wandb.run_id,
+            },
         },
     )
 

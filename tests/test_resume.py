@@ -161,7 +161,27 @@ def test_bad_leftovers_are_refused_with_one_line(tmp_path):
 
     torch.save({"model": {}}, ckpt)  # some other program's file
     _assert_refused(results, d, "is not a lionbench checkpoint")
+    flipped = bytearray(good)
+    middle = len(good) // 2
+    flipped[middle : middle + 64] = bytes(b ^ 0xFF for b in flipped[middle : middle + 64])
+    ckpt.write_bytes(bytes(flipped))  # 64 flipped bytes: a bad disk, a bad copy
+    _assert_refused(results, d, "checkpoint.pt is")  # "... is corrupt" or "... is unreadable"
+
+    from lionbench import checkpoint
+
     ckpt.write_bytes(good)
+    state = torch.load(ckpt, weights_only=True)
+    content = {k: v for k, v in state.items() if k != "digest"}
+    content["run"] = {**content["run"], "name": "smoke-adamw-lr0.003-wd0.1-s0-0123456789"}
+    torch.save({**content, "digest": checkpoint.content_digest(content)}, ckpt)
+    _assert_refused(results, d, "belongs to another run ('smoke-adamw-lr0.003")  # copied in
+    ckpt.write_bytes(good)
+
+    metrics = d / "metrics.jsonl"
+    records = metrics.read_bytes()
+    metrics.write_bytes(records[:10])  # a node crash lost what was not yet flushed to disk
+    _assert_refused(results, d, "metrics.jsonl is shorter than its checkpoint says")
+    metrics.write_bytes(records)
 
     summary_file = d / "summary.json"
     summary_file.write_text('{"status": "compl')  # torn by hand
