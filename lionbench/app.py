@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lionbench import config
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError
+from lionbench.lock import check_free
 from lionbench.recipe import load_recipe
 from lionbench.record import Status, run_dir_path, status_of
 from lionbench.track import RunDir
@@ -73,12 +74,14 @@ def check_dist(cfg: DictConfig) -> None:
 
 
 def check_run_dirs(cfgs: list[DictConfig]) -> None:
-    """What earlier attempts left must be usable: a readable summary.json of this very run and
-    a loadable checkpoint.pt, or the user is told which file to delete."""
+    """No other process trains these runs now, and what earlier attempts left is usable: a
+    readable summary.json of this very run and a loadable checkpoint.pt, or the user is told
+    which file to delete."""
     from lionbench import checkpoint  # torch: kept off module top so `run --help` is instant
 
     for _, path in run_dirs(cfgs):
         if path.is_dir():
+            check_free(path)
             RunDir(path).check()
             checkpoint.check(path / checkpoint.FILENAME)
 

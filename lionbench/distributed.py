@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from lionbench.lock import HELD_ENV
+
 
 def world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -100,7 +102,9 @@ def launch(config_file: Path, nproc: int) -> int:
     ]
     # A session of their own: a terminal's Ctrl-C reaches the workers once (forwarded), not
     # twice (directly and from torchrun).
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    # The orchestrator holds the run directory's lock; its workers train under it.
+    env = {**os.environ, HELD_ENV: str(config_file.parent)}
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     forwarded: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

@@ -24,9 +24,10 @@ import lionbench
 from lionbench import checkpoint, console, distributed, train
 from lionbench.device import device_name, git_revision, resolve_device
 from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, Interrupted
+from lionbench.lock import RunLock
 from lionbench.optim import check_impl
 from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
-from lionbench.recipe import load_recipe
+from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status, run_dir_path
 from lionbench.track import RunDir, WandbLogger, atomic_write_text
 
@@ -65,6 +66,14 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult:
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     rundir = RunDir(run_dir_path(plain, device.type), writer=distributed.rank() == 0)
+    with RunLock(rundir.path, enabled=rundir.writer):
+        return _run_locked(cfg, device, recipe, plain, rundir)
+
+
+def _run_locked(
+    cfg: DictConfig, device: torch.device, recipe: Recipe, plain: dict[str, Any], rundir: RunDir
+) -> RunResult:
+    """The run, with its directory to itself: skip it if finished, else train (or resume)."""
     previous = rundir.read_summary()
     if previous is not None and previous.finished:
         print(f"already {previous.status}: {rundir.path} (nothing to train)", flush=True)

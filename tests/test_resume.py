@@ -190,3 +190,22 @@ def test_bad_leftovers_are_refused_with_one_line(tmp_path):
     _assert_refused(results, d, "belongs to another run")
     summary_file.write_text(json.dumps(["not", "a", "summary"]))
     _assert_refused(results, d, "is not a lionbench summary")
+
+
+def test_a_second_command_is_refused_while_the_run_trains(tmp_path, uninterrupted):
+    """A launcher retry or a requeue while the first job lives: one line naming the holder,
+    exit 2; the first run completes with exactly an uninterrupted run's records."""
+    results = tmp_path / "results"
+    proc = start_run(results)
+    wait_for_checkpoint(results, proc)
+    os.kill(proc.pid, signal.SIGSTOP)  # holds its lock while the second command starts
+    try:
+        res = run_cli("run", *SMOKE, f"results_dir={results}", *LONG)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"being trained by another process (pid {proc.pid} on" in lines[0]
+    assert proc.wait(timeout=600) == 0
+    (d,) = run_dirs(results)
+    assert without_time(metrics(d)) == without_time(metrics(uninterrupted))  # no duplicates
