@@ -1,7 +1,7 @@
 """lionbench's Lion as one Triton kernel per parameter group and dtype: `impl=lionbench_triton`.
 
-The rule and its fp32 operation order are lion.py's eager `_update` (docs/design.md, section
-"Optimizers"; the rule in docs/references.md):
+The rule and its fp32 operation order are lion.py's eager `_update` (docs/design.md, section 4,
+"The optimizer registry", which also states the tolerances; the rule in docs/references.md):
 
     c = m * b1 + g * (1 - b1)
     p = p * (1 - lr * wd) - lr * sign(c)
