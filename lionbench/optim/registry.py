@@ -163,6 +163,24 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 "lionbench_eager": Impl(
                     _lion(None, False, False), _LION_STATE, 20, note="eager torch ops"
                 ),
+                "lionbench_triton": Impl(
+                    lambda groups, hp: importlib.import_module("lionbench.optim.lion_triton").build(
+                        groups, hp
+                    ),
+                    _LION_STATE,
+                    20,
+                    needs=("cuda", "triton"),
+                    note="Triton multi-tensor kernel",
+                ),
+                "lionbench_triton_bf16": Impl(
+                    lambda groups, hp: importlib.import_module("lionbench.optim.lion_triton").build(
+                        groups, hp, "bfloat16"
+                    ),
+                    per_element(2),
+                    16,
+                    needs=("cuda", "triton"),
+                    note="Triton multi-tensor kernel, bf16 momentum",
+                ),
                 "lion_pytorch_foreach": Impl(_lion_pytorch("foreach"), _LION_STATE, 20),
                 "lion_pytorch": Impl(_lion_pytorch("loop"), _LION_STATE, 20),
                 "lion_pytorch_triton": Impl(
