@@ -7,6 +7,7 @@ import ast
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -271,8 +272,11 @@ def test_functions_and_report_modules_stay_small():
 
 def layout_names(text: str) -> set[str]:
     """Module and folder names in a markdown layout block (```...``` after '## Layout')."""
-    block = text.split("## Layout", 1)[1].split("```", 2)[1]
-    return {w.strip(",:;()") for w in block.split() if w.strip(",:;()").endswith((".py", "/"))}
+    heading = re.search(r"^## (\d+\. )?Layout$", text, flags=re.M)
+    assert heading, "no '## Layout' section"
+    block = text[heading.end() :].split("```", 2)[1]
+    words = {w.strip(",:;()") for w in block.split()}
+    return {w for w in words if w.endswith((".py", "/")) and w.strip("/")}
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/design.md"])
