@@ -4,7 +4,8 @@
 `train_step`, and at window edges the host-side work (log, eval, checkpoint) with the clock
 paused. The loop never synchronizes the host per step: the train loss is summed on the device
 and read once per `log_interval`, and the clock is read only at window edges, right after a
-device synchronize, so that timing excludes logging, evaluation and the warmup steps.
+device synchronize, so that timing excludes logging and evaluation, and the warmup steps are
+charged at the steady rate (compilation is `compile_s`, never training time; docs/design.md).
 """
 
 from __future__ import annotations
@@ -290,8 +291,9 @@ class Output:
         self.floor_note = f" (floor {floor:.4f})" if floor is not None else ""
 
     def record(self, record: dict[str, Any]) -> None:
+        """metrics.jsonl keeps nulls (a `time_s` not known yet); W&B gets the known values."""
         self.rundir.log(record)
-        self.wandb.log(record)
+        self.wandb.log({k: v for k, v in record.items() if v is not None})
 
 
 def log_train(state: LoopState, out: Output) -> None:
@@ -434,8 +436,8 @@ def results(
 
 def time_to_target(state: LoopState, steps_per_s: float | None) -> float | None:
     """The training time of the eval that reached the target (the `time_s` of its record); a
-    target reached before the first timed segment, when that time was not known yet, at the
-    steady rate (docs/design.md, "Training time")."""
+    target reached while that time was not known yet (inside a warmup), at the steady rate
+    (docs/design.md, "Steps-to-target and time-to-target")."""
     step, time_s = state.target.step, state.target.time_s
     if step is None or time_s is not None:
         return time_s

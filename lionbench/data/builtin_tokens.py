@@ -9,7 +9,9 @@ whole context (induction / copying), which is what attention learns.
 
 Because sequences are sampled whole (windows start at a sequence start), the conditional entropy
 of every position given everything before it is exact, and its mean over the predicted positions
-is the loss floor: no model can have a lower expected cross-entropy on this data.
+is the process's loss floor: no model can have a lower expected cross-entropy on this data. On a
+finite eval set the exact floor is the Bayes-optimal model's loss on those very tokens
+(`true_nll`), which is what the run reports (docs/design.md, "Loss floor and gap").
 """
 
 from __future__ import annotations
