@@ -36,7 +36,7 @@ class Target:
         self.step: int | None = None
         self.time_s: float | None = None
 
-    def observe(self, metrics: dict[str, float], step: int, time_s: float) -> None:
+    def observe(self, metrics: dict[str, float], step: int, time_s: float | None) -> None:
         if self.value is None or self.step is not None or self.metric not in metrics:
             return
         x = metrics[self.metric]

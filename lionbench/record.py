@@ -179,7 +179,8 @@ class RunSummary:
     best_val_step: int | None = None
     final_val_metrics: dict[str, float] | None = None
     final_ema_val_metrics: dict[str, float] | None = None
-    loss_floor: float | None = None
+    loss_floor: float | None = None  # exact Bayes-optimal loss on the eval set used
+    loss_floor_process: float | None = None  # the process's entropy (builtin tokens)
     gap_to_floor: float | None = None
     target_metric: str | None = None
     target: float | None = None
@@ -193,10 +194,12 @@ class RunSummary:
     opt_step_ms: float | None = None
     opt_step_ms_samples: int | None = None
     train_time_s: float | None = None
+    compile_s: float | None = None  # warm-step time beyond the steady rate (not in train_time_s)
     timed_steps: int | None = None
     peak_mem_bytes: int | None = None
     peak_mem_kind: str | None = None
     optimizer_state_bytes: int | None = None
+    expected_state_bytes: int | None = None  # the registry's, for the trainable parameters
     n_params: int | None = None
     init_state_hash: str | None = None
     first_batch_hash: str | None = None

@@ -8,6 +8,8 @@ right after a device synchronize, and CUDA events of the optimizer step are read
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import resource
 import sys
 import time
@@ -37,16 +39,24 @@ def synchronize(device: torch.device) -> None:
 
 
 class Clock:
-    """Training time measured between window edges, each after a device synchronize.
+    """Training time measured between window edges, each after a device synchronize, under the
+    timing rule of docs/design.md ("Training time"): compilation never enters training time.
 
-    `train_s` counts every training step (what time-to-target uses, as AlgoPerf); `window_s`
-    and `window_steps` only count steps after `warmup_steps` (what steps/s uses)."""
+    The first `warmup_steps` steps of every process (compilation, autotuning, allocator growth)
+    are *warm* steps: they are not charged their measured time but the per-step time of the
+    process's first timed segment (the steps from the end of the warmup to the next window
+    edge), and what they took beyond that is `compile_s`. `window_s` and `window_steps` count
+    the timed steps (what steps/s uses); `train_s` is the measured time of every step."""
 
     def __init__(self, device: torch.device, warmup_steps: int) -> None:
         self.device = device
         self.warmup_steps = warmup_steps
         self.train_s = self.window_s = 0.0
         self.window_steps = 0
+        self.warm_charged_s = 0.0  # warm steps of earlier warmups, at their process's rate
+        self.warm_pending = 0  # warm steps not yet charged (no timed segment since)
+        self.warm_pending_s = 0.0  # their measured time
+        self.compile_s = 0.0  # measured warm time beyond the charge, summed over processes
         self._t0 = 0.0
         self._step0 = 0
 
@@ -56,11 +66,36 @@ class Clock:
 
     def pause(self, step: int) -> None:
         synchronize(self.device)
-        elapsed = time.perf_counter() - self._t0
+        self.add(step - self._step0, time.perf_counter() - self._t0)
+
+    def add(self, steps: int, elapsed: float) -> None:
+        """Book one segment of `steps` steps that took `elapsed` seconds, started at the step
+        `resume` was given: warm, or timed (the first timed one charges the pending warm)."""
         self.train_s += elapsed
-        if self._step0 >= self.warmup_steps:
-            self.window_s += elapsed
-            self.window_steps += step - self._step0
+        if self._step0 < self.warmup_steps:
+            self.warm_pending += steps
+            self.warm_pending_s += elapsed
+            return
+        self.window_s += elapsed
+        self.window_steps += steps
+        if self.warm_pending and steps:
+            charge = self.warm_pending * elapsed / steps
+            self.warm_charged_s += charge
+            self.compile_s += max(0.0, self.warm_pending_s - charge)
+            self.warm_pending, self.warm_pending_s = 0, 0.0
+
+    def charged_s(self) -> float | None:
+        """Training time so far under the rule; None while warm steps await their charge (the
+        steady rate of this process is not measured yet)."""
+        return None if self.warm_pending else self.window_s + self.warm_charged_s
+
+    def total_s(self) -> float:
+        """The run's training time: `charged_s`, or, for warm steps never followed by a timed
+        segment (a run shorter than its warmup), their charge at the timed window's rate, else
+        their measured time (no rate to charge them at)."""
+        rate = self.window_steps / self.window_s if self.window_s else None
+        pending = self.warm_pending / rate if rate else self.warm_pending_s
+        return self.window_s + self.warm_charged_s + (pending if self.warm_pending else 0.0)
 
     def steps_per_s(self, steps: int) -> float | None:
         """Over the timed window; over all training time when the run was shorter than the
@@ -70,13 +105,26 @@ class Clock:
         return steps / self.train_s if self.train_s else None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"train_s": self.train_s, "window_s": self.window_s, "steps": self.window_steps}
+        return {
+            "train_s": self.train_s,
+            "window_s": self.window_s,
+            "steps": self.window_steps,
+            "warm_charged_s": self.warm_charged_s,
+            "warm_pending": self.warm_pending,
+            "warm_pending_s": self.warm_pending_s,
+            "compile_s": self.compile_s,
+        }
 
     def load_state_dict(self, state: dict[str, Any], step: int) -> None:
         """Continue the totals; the steps after a resume are warmed up again (caches and
-        compilation are cold in the new process)."""
+        compilation are cold in the new process). A checkpoint written before the timing rule
+        charged its warm steps their measured time."""
         self.train_s, self.window_s = state["train_s"], state["window_s"]
         self.window_steps = state["steps"]
+        self.warm_charged_s = state.get("warm_charged_s", self.train_s - self.window_s)
+        self.warm_pending = state.get("warm_pending", 0)
+        self.warm_pending_s = state.get("warm_pending_s", 0.0)
+        self.compile_s = state.get("compile_s", 0.0)
         self.warmup_steps = step + self.warmup_steps
 
 
@@ -108,11 +156,51 @@ class OptStepTimer:
         self.pending.clear()
 
 
-def peak_memory(device: torch.device) -> tuple[int, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss * (1 if sys.platform == "darwin" else 1024), "cpu_max_rss"
+def release_free_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc's
+    malloc_trim), so that a run's high-water mark starts from what is live, not from what an
+    earlier run of the same process freed but the allocator kept."""
+    gc.collect()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+class PeakMemory:
+    """The peak memory of one run (docs/design.md, "Peak memory"), reset when the run's model
+    and data are in place. On CUDA, the caching allocator's peak. On Linux CPUs, the process's
+    resident high-water mark (VmHWM), reset by writing 5 to /proc/self/clear_refs, so that runs
+    of one multirun process are measured each on their own; elsewhere (or when that write is
+    refused) the process's lifetime maximum RSS, which only grows from run to run."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = self._reset()
+
+    def _reset(self) -> str:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return "cuda_max_allocated"
+        if sys.platform.startswith("linux"):
+            release_free_memory()
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                return "cpu_vmhwm_run"
+            except OSError:
+                pass
+        return "cpu_max_rss_process"
+
+    def read(self) -> int:
+        """Bytes."""
+        if self.kind == "cuda_max_allocated":
+            return torch.cuda.max_memory_allocated(self.device)
+        if self.kind == "cpu_vmhwm_run":
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024  # kB
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss * (1 if sys.platform == "darwin" else 1024)
 
 
 def peak_flops(device: torch.device) -> float | None:

@@ -4,7 +4,8 @@
 `train_step`, and at window edges the host-side work (log, eval, checkpoint) with the clock
 paused. The loop never synchronizes the host per step: the train loss is summed on the device
 and read once per `log_interval`, and the clock is read only at window edges, right after a
-device synchronize, so that timing excludes logging, evaluation and the warmup steps.
+device synchronize, so that timing excludes logging and evaluation, and the warmup steps are
+charged at the steady rate (compilation is `compile_s`, never training time; docs/design.md).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from lionbench.ema import EMA
 from lionbench.evaluation import Target, evaluate
 from lionbench.loop_state import LoopState
 from lionbench.optim import build_optimizer, state_bytes
+from lionbench.optim.registry import impl_of, spec_of
 from lionbench.optim.schedule import build_scheduler
 from lionbench.recipe import Data, Recipe
 from lionbench.record import Status
-from lionbench.timing import Clock, OptStepTimer, peak_flops, peak_memory
+from lionbench.timing import Clock, OptStepTimer, PeakMemory, peak_flops
 from lionbench.track import RunDir, WandbLogger
 
 
@@ -95,6 +97,8 @@ class Parts:
     autocast: Any
     init_hash: str
     n_params: int
+    peak_memory: PeakMemory
+    expected_state_bytes: int | None
 
 
 def build(cfg: DictConfig, recipe: Recipe, device: torch.device, plan: Plan) -> Parts:
@@ -110,6 +114,7 @@ def build(cfg: DictConfig, recipe: Recipe, device: torch.device, plan: Plan) -> 
     data = recipe.build_data(plan.batch_size, micro_batch, device, derive_seed(seed, "data"))
     torch.manual_seed(derive_seed(seed, "noise"))  # dropout, diffusion noise: in-loss randomness
     devices.configure(device)
+    peak = PeakMemory(device)  # this run's peak, from here (model and data in place)
     optimizer = build_optimizer(cfg.optim, model)
     train_model = distributed.wrap(model, device) if plan.world > 1 else model
     step_model = torch.compile(train_model) if cfg.compile else train_model
@@ -126,7 +131,19 @@ def build(cfg: DictConfig, recipe: Recipe, device: torch.device, plan: Plan) -> 
         autocast=devices.autocast(str(cfg.precision), device),
         init_hash=init_hash,
         n_params=sum(p.numel() for p in model.parameters()),
+        peak_memory=peak,
+        expected_state_bytes=expected_state_bytes(cfg.optim, model),
     )
+
+
+def expected_state_bytes(optim_cfg: DictConfig, model: torch.nn.Module) -> int | None:
+    """What the registry says the optimizer should hold for the trainable parameters (None for
+    a user `_target_` optimizer): recorded next to the measured state bytes."""
+    spec = spec_of(optim_cfg)
+    if spec.target is not None:
+        return None
+    shapes = [tuple(p.shape) for p in model.parameters() if p.requires_grad]
+    return spec.expected_state_bytes(impl_of(optim_cfg), shapes)
 
 
 def train(
@@ -274,8 +291,9 @@ class Output:
         self.floor_note = f" (floor {floor:.4f})" if floor is not None else ""
 
     def record(self, record: dict[str, Any]) -> None:
+        """metrics.jsonl keeps nulls (a `time_s` not known yet); W&B gets the known values."""
         self.rundir.log(record)
-        self.wandb.log(record)
+        self.wandb.log({k: v for k, v in record.items() if v is not None})
 
 
 def log_train(state: LoopState, out: Output) -> None:
@@ -293,7 +311,7 @@ def log_train(state: LoopState, out: Output) -> None:
             "split": "train",
             "loss": loss,
             "lr": state.last_lr,
-            "time_s": state.clock.train_s,
+            "time_s": state.clock.charged_s(),
             "examples": state.step * out.batch_size,
         }
     )
@@ -314,7 +332,7 @@ def evaluate_and_log(parts: Parts, state: LoopState, out: Output) -> None:
             "step": state.step,
             "split": "val",
             **ev,
-            "time_s": state.clock.train_s,
+            "time_s": state.clock.charged_s(),
             "examples": state.step * out.batch_size,
         }
     )
@@ -323,7 +341,7 @@ def evaluate_and_log(parts: Parts, state: LoopState, out: Output) -> None:
         f"step {state.step}: val loss {ev['loss']:.4f}{out.floor_note}  {shown}".rstrip()
     )
     state.history.append((state.step, ev))
-    state.target.observe(ev, state.step, state.clock.train_s)
+    state.target.observe(ev, state.step, state.clock.charged_s())
     if not math.isfinite(ev["loss"]):
         state.status, state.diverged_at = Status.DIVERGED, state.step
 
@@ -378,8 +396,8 @@ def results(
     flops = parts.recipe.flops_per_example(parts.model)
     peak = peak_flops(device)
     peak = peak * plan.world if peak else None  # examples/s is over every rank's device
-    peak_mem, peak_kind = peak_memory(device)
     floor, tokens = parts.data.loss_floor, parts.recipe.tokens_per_example
+    clock = state.clock
     return {
         "status": state.status,
         "steps": state.step,
@@ -392,11 +410,12 @@ def results(
         "final_ema_val_metrics": {k[4:]: v for k, v in last_eval.items() if k.startswith("ema_")}
         or None,
         "loss_floor": floor,
+        "loss_floor_process": parts.data.info.get("loss_floor_process"),
         "gap_to_floor": last_eval["loss"] - floor if floor is not None else None,
         "target_metric": state.target.metric,
         "target": state.target.value,
         "steps_to_target": state.target.step,
-        "time_to_target_s": state.target.time_s,
+        "time_to_target_s": time_to_target(state, steps_per_s),
         "steps_per_s": steps_per_s,
         "examples_per_s": examples_per_s,
         "tokens_per_s": examples_per_s * tokens if examples_per_s and tokens else None,
@@ -404,14 +423,26 @@ def results(
         "mfu": examples_per_s * flops / peak if examples_per_s and flops and peak else None,
         "opt_step_ms": statistics.median(state.opt_timer.ms) if state.opt_timer.ms else None,
         "opt_step_ms_samples": len(state.opt_timer.ms),
-        "train_time_s": state.clock.train_s,
-        "timed_steps": state.clock.window_steps,
-        "peak_mem_bytes": peak_mem,
-        "peak_mem_kind": peak_kind,
+        "train_time_s": clock.total_s(),
+        "compile_s": clock.compile_s if clock.window_steps else None,
+        "timed_steps": clock.window_steps,
+        "peak_mem_bytes": parts.peak_memory.read(),
+        "peak_mem_kind": parts.peak_memory.kind,
         "optimizer_state_bytes": state_bytes(parts.optimizer),
+        "expected_state_bytes": parts.expected_state_bytes,
         "n_params": parts.n_params,
         "init_state_hash": parts.init_hash,
         "first_batch_hash": state.first_batch_hash,
         "artifacts": {k: str(v) for k, v in artifacts.items()},
         "data_info": parts.data.info,
     }
+
+
+def time_to_target(state: LoopState, steps_per_s: float | None) -> float | None:
+    """The training time of the eval that reached the target (the `time_s` of its record); a
+    target reached while that time was not known yet (inside a warmup), at the steady rate
+    (docs/design.md, "Steps-to-target and time-to-target")."""
+    step, time_s = state.target.step, state.target.time_s
+    if step is None or time_s is not None:
+        return time_s
+    return step / steps_per_s if steps_per_s else None

@@ -9,7 +9,9 @@ whole context (induction / copying), which is what attention learns.
 
 Because sequences are sampled whole (windows start at a sequence start), the conditional entropy
 of every position given everything before it is exact, and its mean over the predicted positions
-is the loss floor: no model can have a lower expected cross-entropy on this data.
+is the process's loss floor: no model can have a lower expected cross-entropy on this data. On a
+finite eval set the exact floor is the Bayes-optimal model's loss on those very tokens
+(`true_nll`), which is what the run reports (docs/design.md, "Loss floor and gap").
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import numpy as np
 
 from lionbench.cache import lionbench_cache
 
-# Bumped whenever the generator changes, so that stale caches are never reused.
-GENERATOR_VERSION = 1
+# Bumped whenever the generator or the cache's contents change, so that stale caches are never
+# reused (2: the val set's per-token Bayes-optimal losses are cached with it).
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,36 @@ def loss_floor(lang: TokenLanguage, chain: Chain, length: int) -> float:
     return float(position_entropies(lang, chain, length).mean())
 
 
+def true_nll(lang: TokenLanguage, chain: Chain, x: np.ndarray) -> np.ndarray:
+    """-log Pr(x_t | x_<t) under the process, [n_seq, length - 1]: what a Bayes-optimal model
+    loses on each predicted token of these very sequences (docs/design.md, "Loss floor"). A
+    marker costs -log q or -log(1 - q), the first token of a NEW block -log pi, a later one
+    -log P(prev, token); a COPY block's tokens are certain given the context."""
+    n_seq, length = x.shape
+    t = np.arange(1, length)
+    block, offset = divmod(t, lang.block_len + 1)
+    starts = block * (lang.block_len + 1)
+    new = x[:, starts] == lang.new_marker  # the kind of each predicted position's block
+    prob = np.ones((n_seq, length - 1))
+    marker = offset == 0
+    prob[:, marker] = np.where(x[:, t[marker]] == lang.new_marker, lang.new_prob, 1 - lang.new_prob)
+    first = offset == 1
+    prob[:, first] = np.where(new[:, first], chain.stationary[x[:, t[first]]], 1.0)
+    later = offset > 1
+    tl = t[later]
+    trans = transition_probs(chain, x[:, tl - 1], x[:, tl])
+    prob[:, later] = np.where(new[:, later], trans, 1.0)
+    return -np.log(prob)
+
+
+def transition_probs(chain: Chain, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """P(prev -> nxt) from the chain's sparse rows (0 where nxt is no successor of prev)."""
+    cum = chain.cum_probs[prev]  # [..., K]
+    probs = np.diff(cum, axis=-1, prepend=0.0)
+    hit = chain.successors[prev] == nxt[..., None]
+    return np.where(hit, probs, 0.0).sum(axis=-1)
+
+
 def generate(
     lang: TokenLanguage, chain: Chain, n_seq: int, length: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -150,8 +183,9 @@ def generate(
 class BuiltinTokens:
     train: np.ndarray  # [n_train, length] uint16
     val: np.ndarray  # [n_val, length] uint16
-    loss_floor: float
+    loss_floor: float  # the process's: expected over sequences (`loss_floor`)
     info: dict
+    val_nll: np.ndarray  # [n_val, length - 1] float64: `true_nll` of the val sequences
 
 
 def cache_dir() -> Path:
@@ -166,7 +200,8 @@ def load(lang: TokenLanguage, length: int, n_train: int, n_val: int) -> BuiltinT
         try:
             with np.load(path) as z:
                 info = json.loads(str(z["info"]))
-                return BuiltinTokens(z["train"], z["val"], float(z["floor"]), info)
+                floor = float(z["floor"])
+                return BuiltinTokens(z["train"], z["val"], floor, info, z["val_nll"])
         except Exception:  # a torn, empty or foreign cache file: make it again
             path.unlink(missing_ok=True)
     chain = build_chain(lang)
@@ -174,6 +209,7 @@ def load(lang: TokenLanguage, length: int, n_train: int, n_val: int) -> BuiltinT
     train = generate(lang, chain, n_train, length, rng).astype(np.uint16)
     val = generate(lang, chain, n_val, length, rng).astype(np.uint16)
     floor = loss_floor(lang, chain, length)
+    val_nll = true_nll(lang, chain, val)
     info = {
         "entropy_stationary": chain.entropy_stationary,
         "entropy_rate": chain.entropy_rate,
@@ -182,6 +218,6 @@ def load(lang: TokenLanguage, length: int, n_train: int, n_val: int) -> BuiltinT
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
-    np.savez(tmp, train=train, val=val, floor=floor, info=json.dumps(info))
+    np.savez(tmp, train=train, val=val, floor=floor, info=json.dumps(info), val_nll=val_nll)
     os.replace(tmp, path)
-    return BuiltinTokens(train, val, floor, info)
+    return BuiltinTokens(train, val, floor, info, val_nll)
