@@ -289,6 +289,8 @@ def _validate_run(cfg: Any, extra_dirs: Sequence[Path]) -> None:
     _device(cfg.device)
     checks.choice(cfg.precision, "precision", PRECISIONS)
     checks.boolean(cfg.compile, "compile")
+    if cfg.channels_last != "auto":
+        checks.boolean(cfg.channels_last, "channels_last (accepted: auto, true, false)")
     checks.choice(cfg.logger.wandb.mode, "logger.wandb.mode", WANDB_MODES)
     _results_dir(cfg.results_dir)
 

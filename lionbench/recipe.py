@@ -47,7 +47,8 @@ class Recipe:
     tokens_per_example: int | None = None
     #: eval metrics where higher is better (for steps-to-target), e.g. {"top1"}
     higher_is_better: frozenset[str] = frozenset()
-    #: whether the harness should use channels-last memory format on CUDA (convolutional nets)
+    #: whether channels-last memory format suits the model (convolutional nets); the run's
+    #: `channels_last` setting decides whether it is used (`auto`: on CUDA only)
     channels_last: bool = False
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -55,6 +56,14 @@ class Recipe:
 
     def check(self) -> None:
         """Reject bad recipe settings or data paths with `UserError`, before any work starts."""
+
+    def uses_channels_last(self, device_type: str) -> bool:
+        """Channels-last for this run: the recipe wants it and `channels_last` is true, or `auto`
+        on CUDA (where it is fast; on a CPU, `true` exercises the same code path in tests)."""
+        setting = self.cfg.get("channels_last", "auto")
+        return self.channels_last and (
+            setting is True or (setting == "auto" and device_type == "cuda")
+        )
 
     def build_model(self) -> torch.nn.Module:
         """The model, initialised from torch's global RNG (seeded by the harness), on the CPU."""

@@ -25,6 +25,10 @@ READABLE_SCHEMAS = (1, 2)
 # Keys that decide where results go or how they are reported, not what is computed: changing
 # them never re-runs anything, and runs that differ only in them are the same run.
 NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
+# Top-level keys added after runs were first written, with the default that reproduces the
+# earlier behaviour: at that default they are left out of the identity, so that runs already on
+# disk keep their directory (a run at the default computes what the earlier run computed).
+ADDED_KEY_DEFAULTS = {"channels_last": "auto"}
 # Keys that make an *arm* (an optimizer setting, over seeds) within a *setting*.
 ARM_KEYS = ("optim", "seed")
 
@@ -78,7 +82,11 @@ def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
     """What a run computes: the config without `NOT_IDENTITY` and without the recipe's
     baselines of optimizers the run does not use (changing SGD's baseline never re-runs a Lion
     run, and adding an optimizer to the registry keeps every existing run's directory)."""
-    ident = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY}
+    ident = {
+        k: v
+        for k, v in cfg.items()
+        if k not in NOT_IDENTITY and not (k in ADDED_KEY_DEFAULTS and v == ADDED_KEY_DEFAULTS[k])
+    }
     recipe = ident.get("recipe")
     if isinstance(recipe, dict):
         used = baselines_used(cfg.get("optim") or {})

@@ -108,7 +108,7 @@ def build(cfg: DictConfig, recipe: Recipe, device: torch.device, plan: Plan) -> 
         torch.manual_seed(derive_seed(seed, "init"))
         model = recipe.build_model()
     init_hash = tensor_hash(list(model.state_dict().values()))
-    channels_last = device.type == "cuda" and recipe.channels_last
+    channels_last = recipe.uses_channels_last(device.type)
     model.to(device, memory_format=torch.channels_last if channels_last else None)
     micro_batch = plan.batch_size // plan.accum  # the eval batch size, as on one process
     data = recipe.build_data(plan.batch_size, micro_batch, device, derive_seed(seed, "data"))

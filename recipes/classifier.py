@@ -45,7 +45,7 @@ class ImageClassifierRecipe(Recipe):
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         x, y = batch
-        if self.channels_last and x.is_cuda:
+        if self.uses_channels_last(x.device.type):
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
