@@ -57,12 +57,34 @@ def sweep(
         str, typer.Option(help="Lion lr/wd ratios r: lr = adamw.lr / r, wd = adamw.wd * r.")
     ] = "3,5,10",
     seeds: Annotated[
-        str, typer.Option(help="Seeds, each run by every optimizer setting.")
+        str, typer.Option(help="Selection seeds, each run by every optimizer setting.")
     ] = "0,1,2",
+    adamw_lrs: Annotated[
+        str | None,
+        typer.Option(
+            help="AdamW lr multipliers of recipe.adamw.lr (wd stays the recipe's). Default: as "
+            "many as --ratios, powers of 2 centred on 1 (3 -> 0.5,1,2; 2 -> 0.5,1)."
+        ),
+    ] = None,
+    max_extend: Annotated[
+        int,
+        typer.Option(
+            help="Extra grid points per optimizer when its optimum is at a grid edge (each a "
+            "factor 2 beyond it); 0 never extends."
+        ),
+    ] = 2,
+    confirm_seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Fresh seeds that re-run each optimizer's best setting, or none. Default: as "
+            "many as --seeds, numbered after the largest."
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
-            help="Sweep name: W&B group and report label (default <recipe>-<scale>-ratio-sweep)."
+            help="Sweep name: W&B group, report label and manifest name "
+            "(default <recipe>-<scale>-ratio-sweep)."
         ),
     ] = None,
     launcher: Annotated[
@@ -70,21 +92,33 @@ def sweep(
         typer.Option(help="basic (one run after another) or joblib (parallel local processes)."),
     ] = "basic",
 ) -> None:
-    """Lion at several lr/wd ratios against the recipe's AdamW baseline, over seeds.
+    """Lion's lr/wd ratio against AdamW's lr, equal budgets, then confirmation on fresh seeds.
 
     Extra arguments are Hydra overrides for every run (recipe=vit scale=smoke ...), including
     hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
-    only when a run failed.
+    only when a run failed. The manifest is <results_dir>/_sweeps/<name>.json.
     """
-    from lionbench.sweep import parse_list, run_sweep
+    from lionbench.sweep import parse_confirm, parse_list, run_sweep
 
     try:
         ratio_values = parse_list(ratios, "--ratios", float)
         seed_values = parse_list(seeds, "--seeds", int)
+        lr_values = None if adamw_lrs is None else parse_list(adamw_lrs, "--adamw-lrs", float)
+        confirm_values = parse_confirm(confirm_seeds)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    raise typer.Exit(run_sweep(ratio_values, seed_values, name, launcher, list(ctx.args)))
+    code = run_sweep(
+        ratio_values,
+        seed_values,
+        name,
+        launcher,
+        list(ctx.args),
+        adamw_lrs=lr_values,
+        confirm_seeds=confirm_values,
+        max_extend=max_extend,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -16,9 +16,15 @@ from lionbench import sweep as sweep_mod
 TINY = [*SMOKE, "train.steps=10", "train.eval_interval=5"]
 
 
+# The report tests below want the plain arms of a sweep (one AdamW setting, Lion per ratio), so
+# the sweep's AdamW grid, extensions and confirmation are off here (tests/test_sweep.py).
+PLAIN = {"adamw_lrs": [1.0], "max_extend": 0, "confirm_seeds": []}
+PLAIN_CLI = ["--adamw-lrs", "1", "--max-extend", "0", "--confirm-seeds", "none"]
+
+
 def tiny_sweep(results, ratios=(3.0, 10.0), seeds=(0, 1)):
     return sweep_mod.run_sweep(
-        list(ratios), list(seeds), None, "basic", [*TINY, f"results_dir={results}"]
+        list(ratios), list(seeds), None, "basic", [*TINY, f"results_dir={results}"], **PLAIN
     )
 
 
@@ -160,18 +166,20 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
     assert "injected failure" in report_mod.problem_table(setting.runs)["error"].iloc[0]
 
 
-def sweep_cli(results, seeds, *extra):
-    """`lionbench sweep` at ratio 3 in a subprocess."""
+def sweep_cli(results, seeds, *extra, ratios="3"):
+    """`lionbench sweep` (default: at ratio 3) in a subprocess, one AdamW setting."""
     return run_cli(
-        "sweep", *TINY, f"results_dir={results}", "--ratios", "3", "--seeds", seeds, *extra
-    )
+        "sweep", *TINY, f"results_dir={results}", "--ratios", ratios, "--seeds", seeds,
+        *PLAIN_CLI, *extra,
+    )  # fmt: skip
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
-    res = sweep_cli(tmp_path, "0,1", "--launcher", "joblib")
+    # one multirun per (seed, optimizer): two ratios give joblib two jobs at a time
+    res = sweep_cli(tmp_path, "0,1", "--launcher", "joblib", ratios="3,10")
     assert res.returncode == 0, res.stderr
     dirs = run_dirs(tmp_path)
-    assert len(dirs) == 4
+    assert len(dirs) == 6
     assert len({summary(d)["pid"] for d in dirs}) > 1
 
 
@@ -215,7 +223,7 @@ def test_a_sweep_with_a_diverging_and_a_failing_run_finishes_the_others(
     fail_lion_run(monkeypatch, ratio=3, seed=0)
     # ratio 1e-4: Lion's lr is 10,000x AdamW's, which diverges within the first steps
     overrides = [*TINY, "train.log_interval=2", f"results_dir={tmp_path}"]
-    assert sweep_mod.run_sweep([3.0, 1e-4], [0, 1], None, "basic", overrides) == 1
+    assert sweep_mod.run_sweep([3.0, 1e-4], [0, 1], None, "basic", overrides, **PLAIN) == 1
     by_arm = {
         (summary(d)["optim"], summary(d)["ratio"], summary(d)["seed"]): summary(d)
         for d in run_dirs(tmp_path)
