@@ -206,10 +206,11 @@ def setup(
     )
 
 
-def job_args(sw: Sweep, optim: str, values: list[float], seed: int) -> list[str]:
-    """`lionbench run` arguments of one multirun: one optimizer's grid points at one seed.
+def job_args(sw: Sweep, optim: str, values: list[float], seeds: list[int]) -> list[str]:
+    """`lionbench run` arguments of one multirun: one optimizer's grid points at the seeds.
     AdamW's lr is set as optim.lr (never through recipe.adamw.lr, from which Lion's derives)."""
-    common = ["-m", *sw.overrides, f"seed={seed}", f"sweep_name={sw.name}", *sw.extra]
+    seed_list = ",".join(map(str, seeds))
+    common = ["-m", *sw.overrides, f"seed={seed_list}", f"sweep_name={sw.name}", *sw.extra]
     if optim == "adamw":
         return [
             *common,
@@ -229,21 +230,43 @@ def value_of(sw: Sweep, optim: str, cfg: dict[str, Any], values: list[float]) ->
     return got / sw.base_lr if optim == "adamw" else got
 
 
+def parallel_launcher(sw: Sweep) -> bool:
+    """Jobs run in parallel (joblib, submitit, any `hydra/launcher=` override)."""
+    return bool(sw.extra) or any(o.startswith("hydra/launcher=") for o in sw.overrides)
+
+
 def run_round(sw: Sweep, stage: str, points: dict[str, list[float]], seeds: list[int]) -> int:
-    """Run the points on the seeds, seed-major, the first optimizer alternating from seed to
-    seed; every job is checked before the first starts. Returns a signal's exit code, or 0."""
-    jobs = []
-    for i, seed in enumerate(seeds):
-        for optim in OPTIMS if i % 2 == 0 else OPTIMS[::-1]:
-            if points.get(optim):
-                jobs.append((optim, seed, points[optim], job_args(sw, optim, points[optim], seed)))
+    """Run the points on the seeds; every job is checked before the first starts. One after
+    another (the basic launcher), runs go seed-major with the first optimizer alternating from
+    seed to seed, so that a machine's drift does not line up with the optimizer; a parallel
+    launcher gets each optimizer's whole round as one multirun, so that its jobs run at once.
+    Returns a signal's exit code, or 0."""
+    groups = [(o, seeds) for o in OPTIMS] if parallel_launcher(sw) else [
+        (optim, [seed])
+        for i, seed in enumerate(seeds)
+        for optim in (OPTIMS if i % 2 == 0 else OPTIMS[::-1])
+    ]  # fmt: skip
+    jobs = [
+        (optim, group, points[optim], job_args(sw, optim, points[optim], group))
+        for optim, group in groups
+        if points.get(optim)
+    ]
     checked = [app.precheck(args) or [] for *_, args in jobs]
-    for (optim, seed, values, _), cfgs in zip(jobs, checked, strict=True):
+    for (optim, _, values, _), cfgs in zip(jobs, checked, strict=True):
         for cfg, path in app.run_dirs(cfgs):
             value = value_of(sw, optim, cfg, values)
             o = cfg["optim"]
             sw.runs.append(
-                Run(stage, optim, value, seed, path, status_of(path), o["lr"], o["weight_decay"])
+                Run(
+                    stage,
+                    optim,
+                    value,
+                    cfg["seed"],
+                    path,
+                    status_of(path),
+                    o["lr"],
+                    o["weight_decay"],
+                )
             )
     n = sum(len(cfgs) for cfgs in checked)
     done = sum(r.before.finished for r in sw.runs[-n:]) if n else 0
