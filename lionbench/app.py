@@ -52,7 +52,9 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
     for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):
         cfg = config.compose(overrides_of_job, extra_dirs)
         config.validate(cfg, extra_dirs)
-        load_recipe(cfg).check()
+        recipe = load_recipe(cfg)
+        recipe.check()
+        recipe.check_target()
         check_dist(cfg)
         cfgs.append(cfg)
     check_run_dirs(cfgs)

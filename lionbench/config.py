@@ -336,6 +336,8 @@ def _validate_train(cfg: Any) -> None:
         checks.positive(t.diverge_loss, "train.diverge_loss")
     checks.integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0)
     checks.integer(cfg.timing.opt_step_every, "timing.opt_step_every", low=1)
+    checks.integer(cfg.checkpoint.interval, "checkpoint.interval (0: only on a signal)", low=0)
+    checks.boolean(cfg.checkpoint.keep, "checkpoint.keep")
 
 
 def _user_error_in_chain(e: BaseException) -> UserError | None:

@@ -45,6 +45,8 @@ class Recipe:
 
     #: tokens in one example (sequence models), for tokens/s; None when not meaningful
     tokens_per_example: int | None = None
+    #: the eval metrics the recipe reports (`train.target_metric` must be one of them)
+    metrics: frozenset[str] = frozenset({"loss"})
     #: eval metrics where higher is better (for steps-to-target), e.g. {"top1"}
     higher_is_better: frozenset[str] = frozenset()
     #: whether channels-last memory format suits the model (convolutional nets); the run's
@@ -56,6 +58,16 @@ class Recipe:
 
     def check(self) -> None:
         """Reject bad recipe settings or data paths with `UserError`, before any work starts."""
+
+    def check_target(self) -> None:
+        """`train.target_metric` must be a metric this recipe reports (or its EMA twin when the
+        run keeps an EMA): a typo would leave steps-to-target null without an error."""
+        from lionbench.checks import choice
+
+        names = set(self.metrics)
+        if self.cfg.train.get("ema_decay"):
+            names |= {f"ema_{m}" for m in self.metrics}
+        choice(self.cfg.train.target_metric, "train.target_metric", sorted(names))
 
     def uses_channels_last(self, device_type: str) -> bool:
         """Channels-last for this run: the recipe wants it and `channels_last` is true, or `auto`

@@ -20,6 +20,7 @@ from lionbench.recipe import Data, Recipe
 
 
 class ImageClassifierRecipe(Recipe):
+    metrics = frozenset({"loss", "top1"})
     higher_is_better = frozenset({"top1"})
 
     def check(self) -> None:

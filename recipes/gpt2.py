@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lionbench import checks
 from lionbench.config import check_positive_ints
 from lionbench.data import builtin_tokens, tokens
 from lionbench.data.stream import RandomBatches, RepeatedBatch
@@ -122,6 +123,8 @@ def eval_floor(val_nll: np.ndarray, micro_batch: int) -> float:
 
 
 class GPT2Recipe(Recipe):
+    metrics = frozenset({"loss", "ppl"})
+
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
         self.model_cfg = cfg.recipe.model
@@ -137,8 +140,8 @@ class GPT2Recipe(Recipe):
                 f"recipe.model.n_embd ({m.n_embd}) must be divisible by "
                 f"recipe.model.n_head ({m.n_head})"
             )
-        if not 0.0 <= float(m.dropout) < 1.0:
-            raise UserError(f"recipe.model.dropout must be in [0, 1), got {m.dropout}")
+        checks.unit_interval(m.dropout, "recipe.model.dropout")
+        checks.boolean(m.bias, "recipe.model.bias")
         source = self.cfg.data.source
         if source == "builtin":
             b = self.cfg.recipe.builtin

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lionbench import checks
 from lionbench.data import images
 from lionbench.errors import UserError
 from lionbench.flops import training_flops_per_example
@@ -46,6 +47,13 @@ class UNetRecipe(Recipe):
         if not isinstance(d.timesteps, int) or d.timesteps < 2:
             raise UserError(
                 f"recipe.diffusion.timesteps must be an integer >= 2, got {d.timesteps!r}"
+            )
+        checks.integer(d.sample_steps, "recipe.diffusion.sample_steps", low=1)
+        checks.integer(d.sample_images, "recipe.diffusion.sample_images", low=1)
+        if d.sample_steps > d.timesteps:
+            raise UserError(
+                f"recipe.diffusion.sample_steps ({d.sample_steps}) must be <= "
+                f"recipe.diffusion.timesteps ({d.timesteps})"
             )
         if self.cfg.data.source == "imagefolder":
             images.check_image_folder(self.cfg.data.root, int(self.cfg.train.batch_size))

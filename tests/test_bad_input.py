@@ -36,6 +36,22 @@ CASES = {
     "bad head count": (["recipe.model.n_head=3"], "divisible"),
     "results dir not writable": (["results_dir=/proc/lionbench-results"], "is not writable"),
     "results dir is a file": (["results_dir=/etc/hostname"], "exists and is not a directory"),
+    # issue 18: values that were accepted and silently misread
+    "target metric typo": (["train.target_metric=loos"], "did you mean 'loss'"),
+    "target metric of another recipe": (["train.target_metric=top1"], "accepted: loss, ppl"),
+    "negative checkpoint interval": (["checkpoint.interval=-1"], "checkpoint.interval"),
+    "checkpoint keep not a boolean": (["checkpoint.keep=maybe"], "checkpoint.keep must be true"),
+    "bias not a boolean": (["recipe.model.bias=maybe"], "recipe.model.bias must be true"),
+    "dropout not a number": (["recipe.model.dropout=high"], "recipe.model.dropout must be"),
+    "zero sampling steps": (
+        ["recipe=unet", "recipe.diffusion.sample_steps=0"],
+        "recipe.diffusion.sample_steps must be >= 1",
+    ),
+    "sampling steps not a number": (
+        ["recipe=unet", "recipe.diffusion.sample_steps=many"],
+        "recipe.diffusion.sample_steps must be an integer",
+    ),
+    "channels_last not a boolean": (["channels_last=yes"], "accepted: auto, true, false"),
 }
 
 
