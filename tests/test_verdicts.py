@@ -29,6 +29,8 @@ PLANTED_SEEDS = 6
 STEPS = ["train.steps=20", "train.eval_interval=5"]
 DRAWS = 200
 SIGNIFICANT = ("better", "worse")
+AA_COLUMNS = ("run_dir", "arm", "optim", "seed", "status", "recipe_baseline", "final_val_loss",
+              "best_val_loss", "steps_per_s", "opt_step_ms")  # fmt: skip
 CLAIMED = ("holds", "does not hold", "mixed (see evidence)")
 
 
@@ -87,24 +89,28 @@ def test_aa_false_positive_rate_of_every_verdict_is_at_most_5_percent(trained):
     runs, curves = trained
     aa = runs[runs["lr"] == 3e-3].sort_values("seed").reset_index(drop=True)
     assert len(aa) == AA_SEEDS and set(aa["arm"]) == {ADAMW}
+    full, aa = aa, aa[list(AA_COLUMNS)].astype(object)  # fewer columns: 200 draws stay fast
+    curves = curves[curves["run_dir"].isin(aa["run_dir"])].reset_index(drop=True)
     rng = np.random.default_rng(20261122)
     hits: dict[str, int] = {}
     for i in range(DRAWS):
-        draw, cands = relabel(aa, rng.permutation(len(aa)), 1 + i % 2)  # 6 v 6, or 4 v 4 v 4
+        k = 1 + i % 2  # 6 v 6 seeds, or 4 v 4 v 4 (never significant: under 6 pairs)
+        draw, cands = relabel(aa, rng.permutation(len(aa)), k)
         comps, claims = aa_verdicts(draw, curves, cands)
-        for key, g in comps.groupby("key"):
-            hits[key] = hits.get(key, 0) + int(g["verdict"].isin(SIGNIFICANT).any())
-        for claim, verdict in claims.items():
-            hits[claim] = hits.get(claim, 0) + int(verdict in CLAIMED)
-    rates = {k: v / DRAWS for k, v in sorted(hits.items())}
-    print("\nA/A false-positive rates over", DRAWS, "relabellings:")
+        found = {key: g["verdict"].isin(SIGNIFICANT).any() for key, g in comps.groupby("key")}
+        found |= {claim: verdict in CLAIMED for claim, verdict in claims.items()}
+        for key, hit in found.items():
+            for design in (f"{k + 1} arms", "all"):
+                hits[f"{key} [{design}]"] = hits.get(f"{key} [{design}]", 0) + int(hit)
+    rates = {k: v / (DRAWS if k.endswith("[all]") else DRAWS / 2) for k, v in sorted(hits.items())}
+    print("\nA/A false-positive rates (any better/worse; claims: any decided verdict):")
     for k, r in rates.items():
         print(f"  {k}: {r:.1%}")
-    assert len(rates) >= 8
+    assert len(rates) >= 24
     assert all(r <= 0.05 for r in rates.values()), rates
 
     # the lighter path above is the report's: one draw through analyse() gives the same verdicts
-    draw, cands = relabel(aa, np.arange(AA_SEEDS), 2)
+    draw, cands = relabel(full, np.arange(AA_SEEDS), 2)
     (setting,) = report_mod.analyse(draw, curves, [], "adamw")
     comps, _ = aa_verdicts(draw, curves, cands)
     assert list(setting.comparisons["verdict"]) == list(comps["verdict"])

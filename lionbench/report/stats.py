@@ -90,7 +90,7 @@ def flip_ci(d: np.ndarray) -> tuple[float, float]:
     bounds = []
     for far in (float(d.min()) - span, float(d.max()) + span):
         inside, outside = mean, far
-        for _ in range(40):
+        for _ in range(30):
             mid = (inside + outside) / 2
             if flip_p(d - mid) >= ALPHA:
                 inside = mid
