@@ -99,7 +99,7 @@ def test_report_numbers_match_an_independent_recomputation(swept, tmp_path):
     best = min((np.mean(v), float(k.split("=")[1])) for k, v in final.items() if "lion" in k)
     assert bool(sweep.loc[best[1], "best"])
     claims = setting.claims.set_index("claim")
-    state = claims.loc["optimizer state is half of AdamW's"]
+    state = claims.loc["Lion's optimizer state is at most half of AdamW's"]
     assert state["verdict"] == "holds" and "ratio 0.500" in state["evidence"]
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from lionbench.errors import UserError, check_output_dir
 from lionbench.report.analyse import Setting, analyse, default_targets
 from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
+from lionbench.report.headline import headline
 from lionbench.report.load import find_run_dirs, load_runs
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
 
@@ -31,6 +32,7 @@ __all__ = [
     "default_targets",
     "display_tables",
     "find_run_dirs",
+    "headline",
     "load_runs",
     "markdown_table",
     "problem_table",

@@ -19,11 +19,14 @@ import pandas as pd
 from lionbench.record import Status
 from lionbench.report.arms import DEFAULT_BASELINE, choose_baseline
 from lionbench.report.claims import lion_claims
+from lionbench.report.verdicts import compare_arms, first_hits, run_values
 
 TARGET_FRACTIONS = (0.5, 0.75, 1.0)  # default targets: the baseline's val loss at these points
 RATIO_COLUMNS = ("steps_per_s", "examples_per_s", "opt_step_ms", "optimizer_state_mb",
                  "peak_mem_mb")  # fmt: skip
 FINISHED = tuple(s.value for s in Status if s.finished)
+COUNTED = (Status.COMPLETED.value, Status.DIVERGED.value)  # a diverged seed stays in its arm
+LABEL_KEYS = (("data", "data"), ("batch", "batch_size"), ("steps", "planned_steps"))
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Setting:
     targets: pd.DataFrame = field(default_factory=pd.DataFrame)
     sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # verdicts.compare_arms
     warnings: list[str] = field(default_factory=list)
     plots: dict[str, Path] = field(default_factory=dict)
     baseline: str | None = None
@@ -51,32 +55,66 @@ def analyse(
     targets: list[float],
     baseline: str = DEFAULT_BASELINE,
 ) -> list[Setting]:
-    """One `Setting` per setting key, its arms compared with optimizer `baseline`'s arm."""
+    """One `Setting` per setting key, its arms compared with optimizer `baseline`'s arm, named
+    by what tells the settings apart and in that (stable) order."""
     settings = []
-    done = runs[runs["status"] == Status.COMPLETED.value]
+    finished = runs[runs["status"].isin(COUNTED)]
     for key, group in runs[runs["setting"].notna()].groupby("setting", sort=True):
-        first = group.iloc[0]
-        label = (
-            f"{first['recipe']} scale={first['scale']} data={first['data']} "
-            f"batch={first['batch_size']} steps={first['planned_steps']} "
-            f"device={first.get('device')} [{key}]"
-        )
-        s = Setting(str(key), label, group, baseline_optim=baseline)
-        completed = done[done["setting"] == key]
-        table = optimizer_table(group, completed)
-        s.baseline, warning = choose_baseline(table, baseline)
-        if s.baseline is not None and table.loc[table["arm"] == s.baseline, "n"].iloc[0] == 0:
-            warning = f"the {baseline} baseline ({s.baseline}) has no completed run"
-            s.baseline = None
-        s.optimizers = with_ratios(table, s.baseline)
-        s.targets = target_table(completed, curves, targets, s.baseline)
-        s.sweep = sweep_table(completed)
-        adamw = s.baseline if baseline == "adamw" else choose_baseline(table, "adamw")[0]
-        s.claims_baseline = adamw
-        s.claims = lion_claims(s.optimizers, completed, s.sweep, s.targets, adamw)
-        s.warnings = pairing_warnings(completed) + ([warning] if warning else [])
+        s = Setting(str(key), str(key), group, baseline_optim=baseline)
+        analyse_setting(s, finished[finished["setting"] == key], curves, targets)
         settings.append(s)
-    return settings
+    for s, label in zip(settings, setting_labels(settings), strict=True):
+        s.label = label
+    return sorted(settings, key=lambda s: s.label)
+
+
+def analyse_setting(
+    s: Setting, finished: pd.DataFrame, curves: pd.DataFrame, targets: list[float]
+) -> None:
+    """Fill one setting's tables: arms, targets, sweep, paired comparisons and claims."""
+    completed = finished[finished["status"] == Status.COMPLETED.value]
+    table = optimizer_table(s.runs, completed)
+    s.baseline, warning = choose_baseline(table, s.baseline_optim)
+    if s.baseline is not None and table.loc[table["arm"] == s.baseline, "n"].iloc[0] == 0:
+        warning = f"the {s.baseline_optim} baseline ({s.baseline}) has no completed run"
+        s.baseline = None
+    s.optimizers = with_ratios(table, s.baseline)
+    tlist = list(dict.fromkeys(targets)) or default_targets(completed, curves, s.baseline)
+    s.targets = target_table(finished, curves, tlist, s.baseline)
+    s.sweep = sweep_table(finished)
+    values = run_values(finished, curves, tlist)
+    if s.baseline is not None:
+        others = [a for a in table["arm"] if a != s.baseline]
+        s.comparisons = compare_arms(values, s.baseline, others)
+    adamw = s.baseline if s.baseline_optim == "adamw" else choose_baseline(table, "adamw")[0]
+    s.claims_baseline = adamw
+    s.claims = lion_claims(s.optimizers, values, s.sweep, adamw)
+    s.warnings = pairing_warnings(completed) + ([warning] if warning else [])
+
+
+def setting_labels(settings: list[Setting]) -> list[str]:
+    """Each setting named by recipe and scale plus every key whose value differs between the
+    settings (data, batch, steps, device...), never by a hash; settings that still read alike
+    (they differ in something else, e.g. the schedule) get #1, #2."""
+    firsts = [s.runs.iloc[0] for s in settings]
+    devices = [s.key.split("-", 1)[1] if "-" in s.key else "?" for s in settings]
+    parts = [[str(f["recipe"]), str(f["scale"])] for f in firsts]
+    for name, col in LABEL_KEYS:
+        vals = [str(f.get(col)) for f in firsts]
+        if len(set(vals)) > 1:
+            for p, v in zip(parts, vals, strict=True):
+                p.append(f"{name}={v}")
+    if len(set(devices)) > 1:
+        for p, d in zip(parts, devices, strict=True):
+            p.append(f"device={d}")
+    labels = [" ".join(p) for p in parts]
+    counts = {lab: labels.count(lab) for lab in labels}
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append(f"{lab} #{seen[lab]}" if counts[lab] > 1 else lab)
+    return out
 
 
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
@@ -98,6 +136,7 @@ def optimizer_table(group: pd.DataFrame, completed: pd.DataFrame) -> pd.DataFram
         floor = ok["loss_floor"].dropna()
         first = runs.iloc[0]
         flags = runs["recipe_baseline"].dropna()
+        nans = pd.Series(math.nan, index=ok.index)
         rows.append(
             {
                 "arm": arm,
@@ -119,6 +158,7 @@ def optimizer_table(group: pd.DataFrame, completed: pd.DataFrame) -> pd.DataFram
                 "opt_step_ms": ok["opt_step_ms"].median(),
                 "peak_mem_mb": ok["peak_mem_bytes"].mean() / 1e6,
                 "optimizer_state_mb": ok["optimizer_state_bytes"].mean() / 1e6,
+                "expected_state_mb": ok.get("expected_state_bytes", nans).mean() / 1e6,
                 "diverged": int((runs["status"] == Status.DIVERGED.value).sum()),
                 "failed": int((~runs["status"].isin(FINISHED)).sum()),
             }
@@ -141,12 +181,14 @@ def with_ratios(table: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
 def default_targets(
     completed: pd.DataFrame, curves: pd.DataFrame, baseline: str | None
 ) -> list[float]:
-    """Losses the baseline arm reaches in every seed: its worst seed's val loss at 50%, 75% and
-    100% of training. None without a baseline (give --target)."""
+    """Losses every completed run of the setting reaches: the worst run's val loss at 50%, 75%
+    and 100% of training, over all arms alike. Targets taken from the baseline's seeds alone
+    would be reached by every baseline seed by construction and favour it (an A/A study found
+    7% false "worse" verdicts on time to target); a choice symmetric in the arms keeps the
+    paired tests exact (docs/design.md, "Verdicts"). None without a baseline (give --target)."""
     if baseline is None:
         return []
-    runs = completed[completed["arm"] == baseline]
-    worst = curves[curves["run_dir"].isin(runs["run_dir"])].groupby("step")["loss"].max()
+    worst = curves[curves["run_dir"].isin(completed["run_dir"])].groupby("step")["loss"].max()
     worst = worst[worst.index > 0].sort_index()
     if worst.empty:
         return []
@@ -154,25 +196,18 @@ def default_targets(
     return [float(p) for p in sorted(picks, reverse=True)]
 
 
-def first_hits(curves: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per run, the first eval (step, time_s) at or below the target. A run that never got
-    there has no row: its steps are nan, never the step budget (that would reward runs that did
-    not get there). One pass over all curves per target: 1,000 runs stay fast."""
-    hit = curves[curves["loss"] <= target].sort_values("step", kind="stable")
-    return hit.drop_duplicates("run_dir").set_index("run_dir")[["step", "time_s"]]
-
-
 def target_table(
-    completed: pd.DataFrame, curves: pd.DataFrame, targets: list[float], baseline: str | None
+    finished: pd.DataFrame, curves: pd.DataFrame, targets: list[float], baseline: str | None
 ) -> pd.DataFrame:
-    """Steps and time to each target per arm; `steps_vs_baseline` where both reached it in
-    every seed."""
-    targets = list(dict.fromkeys(targets)) or default_targets(completed, curves, baseline)
+    """Steps and time to each target per arm, averaged over the seeds that reached it; a
+    diverged seed counts as not reached (`reached` k/n counts it). `steps_vs_baseline` where
+    both arms reached it in every seed; the paired verdicts are in `Setting.comparisons`."""
     rows = []
     for target in targets:
         hits = first_hits(curves, target)
-        for arm, runs in completed.groupby("arm", sort=False):
-            mine = hits.reindex(runs["run_dir"])
+        for arm, runs in finished.groupby("arm", sort=False):
+            ok = runs[runs["status"] == Status.COMPLETED.value]
+            mine = hits.reindex(ok["run_dir"])
             steps = pd.to_numeric(mine["step"], errors="coerce").dropna()
             times = pd.to_numeric(mine["time_s"], errors="coerce").dropna()
             rows.append(
@@ -198,13 +233,15 @@ def target_table(
     return table
 
 
-def sweep_table(completed: pd.DataFrame) -> pd.DataFrame:
-    """Ratio-linked arms (Lion's lr and wd derived from AdamW's through r) by family and ratio;
-    `best` marks each family's lowest mean final val loss."""
-    linked = completed[completed["family"].notna()]
+def sweep_table(finished: pd.DataFrame) -> pd.DataFrame:
+    """Ratio-linked arms (Lion's lr and wd derived from AdamW's through r) by family and ratio.
+    `best` marks each family's lowest mean final val loss among arms without a diverged seed:
+    an arm whose other seeds diverged is never silently best (its `note` says so)."""
+    linked = finished[finished["family"].notna()]
     rows = []
     for (family, ratio), runs in linked.groupby(["family", "ratio"], sort=True):
-        mean, std, n = mean_std(runs["final_val_loss"])
+        ok = runs[runs["status"] == Status.COMPLETED.value]
+        mean, std, n = mean_std(ok["final_val_loss"])
         rows.append(
             {
                 "optim": runs["optim"].iloc[0],
@@ -214,14 +251,22 @@ def sweep_table(completed: pd.DataFrame) -> pd.DataFrame:
                 "lr": runs["lr"].iloc[0],
                 "weight_decay": runs["weight_decay"].iloc[0],
                 "n": n,
+                "diverged": int((runs["status"] == Status.DIVERGED.value).sum()),
                 "final_val_loss": mean,
                 "final_val_loss_std": std,
             }
         )
     table = pd.DataFrame(rows)
     if not table.empty:
-        best = table.groupby("family")["final_val_loss"].transform("min")
-        table["best"] = table["final_val_loss"] == best
+        clean = table["final_val_loss"].where(table["diverged"] == 0)
+        best = clean.groupby(table["family"]).transform("min")
+        table["best"] = clean == best
+        lowest = table.groupby("family")["final_val_loss"].transform("min")
+        table["note"] = [
+            f"lowest mean of the completed seeds, but {d} diverged: not best" if d and v == lo
+            else ""
+            for d, v, lo in zip(table["diverged"], table["final_val_loss"], lowest, strict=True)
+        ]  # fmt: skip
     return table
 
 

@@ -1,33 +1,35 @@
-"""The paper's claims about Lion (docs/references.md), judged on one setting's tables.
+"""The paper's claims about Lion (docs/references.md), judged with paired statistics.
 
 These are claims about Lion arms against the recipe's AdamW baseline arm, whatever baseline the
-rest of the report uses, and only where the setting has Lion runs. They are kept apart from the
-tables so that their statistics can be replaced (paired tests) without touching anything else;
-the current ones are deliberately simple and unchanged.
+rest of the report uses, and only where the setting has Lion runs. Every claim that compares
+Lion with AdamW uses the paired comparisons of verdicts.py with Holm's adjustment across the Lion
+arms (docs/design.md, "Verdicts"): a claim holds only where a Lion arm is significantly better
+and none significantly worse, so picking the best of several Lion arms cannot make it hold.
 """
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from lionbench.report.verdicts import compare_arms, describe
+
 CLAIM_COLUMNS = ["claim", "verdict", "evidence"]
-STATE = "optimizer state is half of AdamW's"
+STATE = "Lion's optimizer state is at most half of AdamW's"
 SPEED = "steps/s higher than AdamW (paper: 2-15%)"
 RATIO = "Lion's best lr is 3-10x smaller than AdamW's"
 STEPS = "Lion needs fewer steps to the target"
+STATE_TOLERANCE = 1.02  # step counters and other scalars the measured bytes may include
 
 
 def lion_claims(
     optimizers: pd.DataFrame,
-    completed: pd.DataFrame,
+    values: pd.DataFrame,
     sweep: pd.DataFrame,
-    targets: pd.DataFrame,
     adamw: str | None,
 ) -> pd.DataFrame:
-    """One row per claim; empty when the setting has no Lion arm. `adamw` is the label of the
-    recipe's AdamW arm (None: there is none, so nothing can be judged)."""
+    """One row per claim; empty when the setting has no Lion arm. `values` are the per-run
+    values of `verdicts.run_values`; `adamw` the label of the recipe's AdamW arm (None: there
+    is none, so nothing can be judged)."""
     if optimizers.empty or not (optimizers["optim"] == "lion").any():
         return pd.DataFrame(columns=CLAIM_COLUMNS)
     lion = optimizers[(optimizers["optim"] == "lion") & (optimizers["n"] > 0)]
@@ -35,52 +37,69 @@ def lion_claims(
     if base.empty or lion.empty:
         rows = [("Lion vs AdamW", "not enough data", "needs completed Lion and AdamW runs")]
         return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    arms = list(optimizers.loc[optimizers["optim"] == "lion", "arm"])
     rows = [
         state_claim(lion, base.iloc[0]),
-        speed_claim(completed, str(adamw)),
-        *ratio_claims(sweep[sweep["optim"] == "lion"] if not sweep.empty else sweep),
-        steps_claim(targets, str(adamw)),
+        speed_claim(values, str(adamw), arms),
+        *ratio_claims(sweep[sweep["optim"] == "lion"] if not sweep.empty else sweep, values),
+        steps_claim(values, str(adamw), arms),
     ]
     return pd.DataFrame([r for r in rows if r is not None], columns=CLAIM_COLUMNS)
 
 
 def state_claim(lion: pd.DataFrame, base: pd.Series) -> tuple[str, str, str]:
-    """Lion keeps one buffer per parameter, AdamW two."""
-    lion_mb = lion["optimizer_state_mb"].mean()
-    ratio = lion_mb / base["optimizer_state_mb"]
-    return (
-        STATE,
-        "holds" if 0.45 <= ratio <= 0.55 else "does not hold",
-        f"Lion {lion_mb:.4g} MB vs AdamW {base['optimizer_state_mb']:.4g} MB: ratio {ratio:.3f}",
-    )
-
-
-def speed_claim(completed: pd.DataFrame, adamw: str) -> tuple[str, str, str]:
-    """Mean steps/s of all Lion runs against the AdamW arm's, with a 2-SE band."""
-    lion_sps = completed[completed["optim"] == "lion"]["steps_per_s"].dropna()
-    adamw_sps = completed[completed["arm"] == adamw]["steps_per_s"].dropna()
-    if len(lion_sps) >= 2 and len(adamw_sps) >= 2:
-        diff = lion_sps.mean() - adamw_sps.mean()
-        se = math.sqrt(lion_sps.var() / len(lion_sps) + adamw_sps.var() / len(adamw_sps))
-        if diff > 2 * se:
-            verdict = "holds"
-        elif diff < -2 * se:
-            verdict = "does not hold"
+    """Lion keeps one buffer per parameter (bf16 momentum: a quarter of AdamW's bytes), AdamW
+    two. Bytes are deterministic: no statistics, but each implementation is also checked
+    against the bytes it should hold (`expected_state_bytes` of the run summaries)."""
+    adamw_mb = float(base["optimizer_state_mb"])
+    parts, ok = [], True
+    for impl, rows in lion.groupby("impl", sort=True):
+        mb = float(rows["optimizer_state_mb"].mean())
+        ratio = mb / adamw_mb
+        ok &= ratio <= 0.5 * STATE_TOLERANCE
+        text = f"lion [{impl}] {mb:.4g} MB vs AdamW {adamw_mb:.4g} MB: ratio {ratio:.3f}"
+        expected = rows["expected_state_mb"].mean() if "expected_state_mb" in rows else None
+        if expected is None or pd.isna(expected):
+            text += " (expected_state_bytes not recorded: measured ratio only)"
+        elif abs(mb - expected) > 0.01 * expected:
+            ok = False
+            text += f" (its implementation should hold {expected:.4g} MB)"
         else:
-            verdict = "inconclusive (within noise)"
-    else:
-        verdict, se = "not enough data (needs 2+ runs of each)", math.nan
-    return (
-        SPEED,
-        verdict,
-        f"Lion {lion_sps.mean():.4g} vs AdamW {adamw_sps.mean():.4g} steps/s "
-        f"({(lion_sps.mean() / adamw_sps.mean() - 1) * 100:+.1f}%)"
-        + (f", 2 SE = {2 * se:.2g}" if not math.isnan(se) else ""),
-    )
+            text += " (as its implementation should)"
+        parts.append(text)
+    return STATE, "holds" if ok else "does not hold", "; ".join(parts)
 
 
-def ratio_claims(sweep: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """Where each Lion ratio sweep (one per family: impl, betas, ...) has its lowest loss."""
+def combine(comps: pd.DataFrame) -> str:
+    """A claim's verdict from its Lion arms' Holm-adjusted verdicts."""
+    v = set(comps["verdict"])
+    if "better" in v:
+        return "mixed (see evidence)" if "worse" in v else "holds"
+    if "worse" in v:
+        return "does not hold"
+    if v <= {"not enough data"}:
+        return "not enough data"
+    return "no significant difference"
+
+
+def evidence(comps: pd.DataFrame) -> str:
+    return "; ".join(f"{r['arm']}: {describe(r, False)}" for _, r in comps.iterrows())
+
+
+def speed_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str, str, str]:
+    """Each Lion arm's steps/s against the AdamW arm's, paired by seed (ratio of steps/s)."""
+    v = values[values["metric"] == "steps_per_s"]
+    comps = compare_arms(v, adamw, arms)
+    lion_sps = v.loc[v["optim"] == "lion", "value"].mean()
+    adamw_sps = v.loc[v["arm"] == adamw, "value"].mean()
+    head = f"Lion {lion_sps:.4g} vs AdamW {adamw_sps:.4g} steps/s (means); paired: "
+    return SPEED, combine(comps), head + evidence(comps)
+
+
+def ratio_claims(sweep: pd.DataFrame, values: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Per Lion ratio sweep (one per family: impl, betas, ...), the best ratio among arms
+    without divergences; the claim is decided only when that best arm's final loss is
+    significantly lower (paired, Holm) than every arm on the other side of [3, 10]."""
     families = list(sweep.groupby("family", sort=True)) if not sweep.empty else []
     if not any(len(rows) >= 2 for _, rows in families):
         return [(RATIO, "not enough data", "needs Lion runs at 2+ ratios")]
@@ -88,39 +107,48 @@ def ratio_claims(sweep: pd.DataFrame) -> list[tuple[str, str, str]]:
     for family, rows in families:
         if len(rows) < 2:
             continue
-        best = rows.sort_values("final_val_loss").iloc[0]
-        edge = best["ratio"] in (rows["ratio"].min(), rows["ratio"].max())
         prefix = f"{family}: " if len(families) > 1 else ""
-        out.append(
-            (
-                RATIO,
-                "holds" if 3 <= best["ratio"] <= 10 else "does not hold",
-                f"{prefix}best ratio r = {best['ratio']:g} of "
-                f"{', '.join(f'{r:g}' for r in rows['ratio'])} "
-                f"(val loss {best['final_val_loss']:.4g})"
-                + ("; at the edge of the tested range" if edge else ""),
-            )
+        if not rows["best"].any():
+            out.append((RATIO, "not enough data", f"{prefix}every ratio had a diverged seed"))
+            continue
+        best = rows[rows["best"]].iloc[0]
+        inside = rows["ratio"].between(3, 10)
+        best_inside = 3 <= best["ratio"] <= 10
+        rivals = rows[(inside != best_inside) & (rows["arm"] != best["arm"])]
+        v = values[values["metric"] == "final_val_loss"]
+        comps = compare_arms(v, str(best["arm"]), list(rivals["arm"]))
+        decided = (comps["verdict"] == "worse").all()
+        verdict = ("holds" if best_inside else "does not hold") if decided else (
+            "no significant difference"
+        )  # fmt: skip
+        edge = best["ratio"] in (rows["ratio"].min(), rows["ratio"].max())
+        text = (
+            f"{prefix}best ratio r = {best['ratio']:g} of "
+            f"{', '.join(f'{r:g}' for r in rows['ratio'])} "
+            f"(val loss {best['final_val_loss']:.4g}, no diverged seed)"
+            + ("; at the edge of the tested range" if edge else "")
+            + "".join(f"; {n}" for n in rows["note"] if n)
         )
+        if not comps.empty:
+            text += "; the other side of [3, 10] vs the best: " + evidence(comps)
+        out.append((RATIO, verdict, text))
     return out
 
 
-def steps_claim(targets: pd.DataFrame, adamw: str) -> tuple[str, str, str] | None:
-    """At the tightest target: the best Lion arm's steps against the AdamW arm's."""
-    if targets.empty:
+def steps_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str, str, str] | None:
+    """At the tightest target: every Lion arm's steps against the AdamW arm's, paired by seed;
+    a seed that diverged or never reached the target takes infinite steps (sign test)."""
+    v = values[values["metric"] == "steps_to_target"]
+    if v.empty:
         return None
-    tightest = targets["target"].min()
-    at = targets[targets["target"] == tightest]
-    adamw_row = at[at["arm"] == adamw]
-    lion_rows = at[at["optim"] == "lion"]
-    if adamw_row.empty or lion_rows.empty or not bool(adamw_row["all_reached"].iloc[0]):
-        return (STEPS, "not enough data", f"AdamW did not reach {tightest:.4g} in every seed")
-    best = lion_rows.sort_values("steps_to_target").iloc[0]
-    if math.isnan(best["steps_to_target"]) or not best["all_reached"]:
-        return (STEPS, "does not hold", f"no Lion setting reached {tightest:.4g} in every seed")
-    a, b = adamw_row["steps_to_target"].iloc[0], best["steps_to_target"]
-    return (
-        STEPS,
-        "holds" if b < a else "does not hold",
-        f"target {tightest:.4g}: best Lion ({best['arm']}) {b:.0f} steps vs AdamW {a:.0f} "
-        f"({b / a:.2f}x)",
+    tightest = v["target"].min()
+    v = v[v["target"] == tightest]
+    comps = compare_arms(v, adamw, arms)
+    reached = v.assign(ok=v["value"] < float("inf")).groupby("arm")["ok"].agg(["sum", "size"])
+    counts = ", ".join(
+        f"{a} {int(r['sum'])}/{int(r['size'])}"
+        for a, r in reached.iterrows()
+        if a in [*arms, adamw]
     )
+    text = f"target {tightest:.4g}, seeds reaching it: {counts}; paired: " + evidence(comps)
+    return STEPS, combine(comps), text

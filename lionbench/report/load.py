@@ -37,7 +37,7 @@ RESULT_KEYS = (
 NUMERIC = (
     "final_val_loss", "best_val_loss", "loss_floor", "steps_per_s", "examples_per_s",
     "opt_step_ms", "peak_mem_bytes", "optimizer_state_bytes", "lr", "weight_decay", "ratio",
-    "train_time_s", "ratio_base_lr", "ratio_base_wd",
+    "train_time_s", "ratio_base_lr", "ratio_base_wd", "expected_state_bytes",
 )  # fmt: skip
 CURVE_COLUMNS = ["run_dir", "step", "loss", "time_s"]
 
@@ -158,6 +158,10 @@ def summary_columns(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, TypeError) as e:
         return {"status": Status.CORRUPT.value, "error": f"summary.json: {e}"}
     row = {key: getattr(summary, key) for key in RESULT_KEYS}
+    # the bytes the run's implementation should hold (newer summaries): the state claim's check
+    row["expected_state_bytes"] = getattr(summary, "expected_state_bytes", None) or (
+        summary.extra or {}
+    ).get("expected_state_bytes")
     status = Status.PARTIAL if summary.status == Status.RUNNING else summary.status
     if status == Status.CORRUPT and not row["error"]:
         row["error"] = f"summary.json: unknown status {data.get('status')!r}"

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from lionbench.report.analyse import Setting
+from lionbench.report.headline import comparison_display, headline
 from lionbench.track import atomic_write_text
 
 LOSS_COLUMNS = {
@@ -72,10 +73,13 @@ def display_tables(s: Setting) -> dict[str, pd.DataFrame]:
     against = f" (baseline: {s.baseline})" if s.baseline else " (no baseline)"
     if not s.optimizers.empty:
         t = s.optimizers.copy()
-        t["final_val_loss"] = _pm_column(t, "final_val_loss")
-        t["best_val_loss"] = _pm_column(t, "best_val_loss")
+        for col in ("final_val_loss", "best_val_loss"):
+            t[col] = [
+                v + (f" (+{d} diverged)" if d else "")
+                for v, d in zip(_pm_column(t, col), t["diverged"], strict=True)
+            ]
         for title, columns in (
-            ("Optimizers: val loss (mean ± std over seeds)", LOSS_COLUMNS),
+            ("Optimizers: val loss (mean ± std over completed seeds)", LOSS_COLUMNS),
             ("Optimizers: speed and memory" + against, SPEED_COLUMNS),
         ):
             out[title] = fmt(t[[c for c in columns if c in t]].rename(columns=columns))
@@ -92,9 +96,12 @@ def display_tables(s: Setting) -> dict[str, pd.DataFrame]:
     for family, t in s.sweep.groupby("family", sort=True) if not s.sweep.empty else ():
         t = t.copy()
         t["final_val_loss"] = _pm_column(t, "final_val_loss")
-        t["best"] = ["best" if b else "" for b in t["best"]]
-        cols = ["ratio", "lr", "weight_decay", "n", "final_val_loss", "best"]
+        t["best"] = ["best" if b else n for b, n in zip(t["best"], t["note"], strict=True)]
+        cols = ["ratio", "lr", "weight_decay", "n", "diverged", "final_val_loss", "best"]
         out[f"{family} ratio sweep"] = fmt(t[cols])
+    if not s.comparisons.empty:
+        title = f"Paired comparisons with the baseline {s.baseline} (by seed; Holm per metric)"
+        out[title] = comparison_display(s.comparisons)
     if not s.claims.empty:
         out[f"Claims (Lion vs {s.claims_baseline or 'the recipe AdamW'})"] = s.claims
     return out
@@ -159,8 +166,11 @@ def render(settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, 
     counts = f"{len(runs)} run directories: " + ", ".join(
         f"{n} {k}" for k, n in runs["status"].value_counts().items()
     )
-    md = ["# lionbench report", "", counts, ""]
-    body = [f"<h1>lionbench report</h1><p>{html.escape(counts)}</p>"]
+    lines = [headline(s) for s in settings]
+    md = ["# lionbench report", "", *[f"- {line}" for line in lines], "", counts, ""]
+    body = ["<h1>lionbench report</h1><ul>"]
+    body += [f"<li>{html.escape(line)}</li>" for line in lines]
+    body.append(f"</ul><p>{html.escape(counts)}</p>")
     for s in settings:
         s_md, s_body = setting_sections(s)
         md += s_md
@@ -195,6 +205,7 @@ def write_tables(
             ("targets", s.targets),
             ("ratio_sweep", s.sweep),
             ("claims", s.claims),
+            ("comparisons", s.comparisons),
         ):
             if not df.empty:
                 tables[f"{name}_{s.key}"] = df
@@ -213,6 +224,8 @@ def print_console(settings: list[Setting], problems: pd.DataFrame) -> None:
     from rich.markup import escape
 
     console = Console()
+    for s in settings:
+        console.print(f"[bold]{escape(headline(s))}[/]")
     for s in settings:
         console.rule(escape(s.label))
         for w in s.warnings:

@@ -1,0 +1,90 @@
+"""The report's opening verdicts and its comparisons table, in words: one short line per setting
+(docs/design.md, "Verdicts"). Nothing here computes a statistic; verdicts.py and stats.py do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from lionbench.report.verdicts import describe
+
+if TYPE_CHECKING:
+    from lionbench.report.analyse import Setting
+
+HEADLINE_ARMS = 4  # candidate arms named in a setting's headline; the table has them all
+HEADLINE_METRICS = ("final_val_loss", "steps_to_target")
+
+
+def headline(s: Setting) -> str:
+    """`gpt2 smoke, 6 seeds: lion r=3 vs adamw lr=0.003 wd=0.1: final val loss -0.021
+    [-0.030, -0.012], p=0.003, n=6 (better); steps to 1.6: 0.82x [...] (better)`."""
+    seeds = s.runs.loc[s.runs["status"].isin(("completed", "diverged")), "seed"].nunique()
+    head = f"{s.label}, {seeds} seeds"
+    if s.baseline is None:
+        why = next(iter(s.warnings), "no baseline arm")
+        return f"{head}: no verdict ({why})"
+    c = s.comparisons
+    if c.empty:
+        return f"{head}: {s.baseline} is the only arm"
+    tightest = c["target"].min()
+    keep = c["metric"].isin(HEADLINE_METRICS) & (c["target"].isna() | (c["target"] == tightest))
+    arms = list(dict.fromkeys(c["arm"]))
+    parts = []
+    for arm in arms[:HEADLINE_ARMS]:
+        rows = c[keep & (c["arm"] == arm)]
+        said = "; ".join(describe(r) for _, r in rows.iterrows())
+        parts.append(f"{arm} vs {s.baseline}: {said}")
+    more = len(arms) - HEADLINE_ARMS
+    tail = f" (and {more} more arms: see the paired comparisons)" if more > 0 else ""
+    return f"{head}: " + " | ".join(parts) + tail
+
+
+def comparison_display(c: pd.DataFrame) -> pd.DataFrame:
+    """The paired comparisons as strings: estimate [95% CI], raw and Holm p, verdict."""
+    rows = []
+    for _, r in c.iterrows():
+        ratio = r["kind"] == "ratio"
+        rows.append(
+            {
+                "optimizer": r["arm"],
+                "metric": r["name"],
+                "n pairs": r["n"],
+                "estimate [95% CI]": _estimate(r, ratio),
+                "p": _p(r["p"]),
+                "p (Holm)": _p(r["p_holm"]),
+                "verdict": r["verdict"]
+                + (
+                    f" (~{int(r['seeds_needed'])} seeds to resolve)"
+                    if r["verdict"] == "no significant difference" and _known(r["seeds_needed"])
+                    else ""
+                ),
+                "method": r["method"],
+                "diverged (cand/base)": r["diverged"],
+                "unpaired seeds": r["unpaired"] or "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _known(v: object) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _estimate(r: pd.Series, ratio: bool) -> str:
+    if r["verdict"] == "not enough data":
+        return "-"
+
+    def num(x: float) -> str:
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.3g}x" if ratio else f"{x:+.3g}"
+
+    med = " (median)" if r["method"] == "sign test" else ""
+    return f"{num(r['estimate'])} [{num(r['low'])}, {num(r['high'])}]{med}"
+
+
+def _p(p: float) -> str:
+    return "-" if math.isnan(p) else (f"{p:.2g}" if p >= 0.001 else "<0.001")
