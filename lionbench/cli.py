@@ -203,6 +203,52 @@ def bench_optim(
         print(f"wrote {out}")
 
 
+@bench_app.command(
+    "train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_train(
+    ctx: typer.Context,
+    recipes: Annotated[
+        str, typer.Option(help="Comma-separated recipes.")
+    ] = "gpt2,resnet50,vit,unet",
+    optims: Annotated[str, typer.Option(help="Comma-separated optimizers.")] = "lion,adamw",
+    scale: Annotated[str, typer.Option(help="smoke, small or full.")] = "small",
+    data: Annotated[
+        str, typer.Option(help="builtin or synthetic (one batch, repeated).")
+    ] = "builtin",
+    compile_: Annotated[
+        str, typer.Option("--compile", help="Comma-separated: off, on (torch.compile).")
+    ] = "off",
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 30,
+    warmup: Annotated[int, typer.Option(help="First steps left out of the timing.")] = 10,
+    repeats: Annotated[
+        int, typer.Option(help="Runs of every configuration (median and min-max over them).")
+    ] = 1,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the rows to a .csv or .json.")
+    ] = None,
+) -> None:
+    """Training throughput of recipes x optimizers x compile, each run in a fresh process.
+
+    Extra arguments are Hydra overrides for every run (device=cpu precision=bf16 ...).
+    """
+    from lionbench import bench_train as bt
+
+    try:
+        plan = bt.check_options(
+            recipes, optims, scale, data, compile_, steps, warmup, repeats, out, list(ctx.args)
+        )
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    rows = bt.bench_train(plan)
+    bt.print_table(rows)
+    if out is not None:
+        bt.write(rows, out)
+        print(f"wrote {out}")
+    raise typer.Exit(EXIT_FAILED if any(r["error"] for r in rows) else EXIT_OK)
+
+
 @app.command("list")
 def list_() -> None:
     """Show the recipes, optimizers and implementations, scales, data sources and schedules."""

@@ -162,6 +162,7 @@ class WandbLogger:
     one warning and turns W&B off for the rest of the run."""
 
     online_failed = False  # shared by the runs of one process (a multirun)
+    missing_reported = False  # "W&B is not installed" said once per process
 
     def __init__(
         self, cfg: dict[str, Any], run_dir: Path, name: str, resume_id: str | None = None
@@ -175,6 +176,11 @@ class WandbLogger:
             mode = "offline"
         try:
             import wandb
+        except ImportError:  # an optional extra in effect (a GPU image without it): say so once
+            if not WandbLogger.missing_reported:
+                warn(f"W&B is not installed: logger.wandb.mode={mode} ignored, W&B off")
+                WandbLogger.missing_reported = True
+            return
         except Exception as e:
             self._fail(e)
             return
