@@ -141,9 +141,16 @@ def wandb_credentials_exist() -> bool:
 
 
 def wandb_mode(mode: str) -> str:
-    if mode == "auto":
-        return "online" if wandb_credentials_exist() else "offline"
-    return mode
+    """`auto` follows W&B's own WANDB_MODE when it is set (dryrun is offline), else online when
+    credentials exist and offline otherwise; an explicit logger.wandb.mode wins."""
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("online", "offline", "disabled"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    return "online" if wandb_credentials_exist() else "offline"
 
 
 def _one_line(e: BaseException) -> str:

@@ -98,3 +98,17 @@ def test_real_wandb_offline_files_live_in_the_run_directory(tmp_path, monkeypatc
     assert run_inprocess(tmp_path, "logger.wandb.mode=offline", "train.steps=5") == 0
     (d,) = run_dirs(tmp_path)
     assert len(list((d / "wandb").glob("offline-run-*"))) == 1  # what `wandb sync` takes
+
+
+@pytest.mark.parametrize("env, expected", [("disabled", []), ("offline", ["offline"])])
+def test_wandb_mode_environment_variable_is_respected_under_auto(
+    tmp_path, monkeypatch, env, expected
+):
+    module, calls = fake_wandb()
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.setenv("WANDB_MODE", env)
+    assert run_inprocess(tmp_path, "logger.wandb.mode=auto", "train.steps=5") == 0
+    assert [c[1] for c in calls if c[0] == "init"] == expected
+    if env == "disabled":  # explicit config wins over the environment
+        assert run_inprocess(tmp_path / "b", "logger.wandb.mode=offline", "train.steps=5") == 0
+        assert [c[1] for c in calls if c[0] == "init"] == ["offline"]
