@@ -319,7 +319,7 @@ COMMAND_CASES = {
     ),
     "usage: unknown option": (
         lambda t: ["report", "--nonsense"],
-        "No such option: --nonsense (see '",
+        "No such option: --nonsense",
     ),
     "usage: option without its value": (
         lambda t: ["sweep", *SMOKE, "--ratios"],
