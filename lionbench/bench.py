@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from lionbench import checks
 from lionbench.device import resolve_device
 from lionbench.errors import UserError
 from lionbench.optim import build_from_groups, check_impl
@@ -243,13 +244,7 @@ def check_options(
         raise UserError(f"unknown --params '{params}' (accepted: {', '.join(PARAM_SETS)})")
     for impl in impls:
         impl_spec(impl)
-    for name, value, low in (
-        ("--steps", steps, 1),
-        ("--warmup", warmup, 0),
-        ("--repeats", repeats, 1),
-    ):
-        if value < low:
-            raise UserError(f"{name} must be >= {low}, got {value}")
+    checks.bench_counts(steps, warmup, repeats)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device_name):
         raise UserError(f"unknown --device '{device_name}' (accepted: auto, cpu, cuda, cuda:N)")
     device = resolve_device(device_name)

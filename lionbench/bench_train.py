@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lionbench import checks
 from lionbench.errors import UserError
 
 COMPILE_VALUES = {"off": False, "on": True}
@@ -104,13 +105,7 @@ def check_options(
     _check_names([data], choices("data"), "--data")
     compile_list = split(compile_, "--compile")
     _check_names(compile_list, list(COMPILE_VALUES), "--compile")
-    for name, value, low in (
-        ("--steps", steps, 1),
-        ("--warmup", warmup, 0),
-        ("--repeats", repeats, 1),
-    ):
-        if value < low:
-            raise UserError(f"{name} must be >= {low}, got {value}")
+    checks.bench_counts(steps, warmup, repeats)
     if warmup >= steps:
         raise UserError(f"--warmup {warmup} must be below --steps {steps} (nothing would be timed)")
     setups = [

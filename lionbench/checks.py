@@ -83,3 +83,14 @@ def betas(value: Any, name: str) -> None:
 
 def non_positive(value: Any, name: str) -> None:
     real(value, name, high=0.0)
+
+
+def bench_counts(steps: int, warmup: int, repeats: int) -> None:
+    """The counts every benchmark command takes: --steps >= 1, --warmup >= 0, --repeats >= 1."""
+    for name, value, low in (
+        ("--steps", steps, 1),
+        ("--warmup", warmup, 0),
+        ("--repeats", repeats, 1),
+    ):
+        if value < low:
+            raise UserError(f"{name} must be >= {low}, got {value}")
