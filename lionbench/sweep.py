@@ -125,6 +125,7 @@ class Run:
     before: Status
     lr: float
     weight_decay: float
+    label: str | None = None  # a study's condition (None: the grid value names the run)
 
 
 @dataclass
@@ -235,44 +236,60 @@ def parallel_launcher(sw: Sweep) -> bool:
     return bool(sw.extra) or any(o.startswith("hydra/launcher=") for o in sw.overrides)
 
 
-def run_round(sw: Sweep, stage: str, points: dict[str, list[float]], seeds: list[int]) -> int:
-    """Run the points on the seeds; every job is checked before the first starts. One after
-    another (the basic launcher), runs go seed-major with the first optimizer alternating from
-    seed to seed, so that a machine's drift does not line up with the optimizer; a parallel
-    launcher gets each optimizer's whole round as one multirun, so that its jobs run at once.
-    Returns a signal's exit code, or 0."""
-    groups = [(o, seeds) for o in OPTIMS] if parallel_launcher(sw) else [
+@dataclass
+class Job:
+    """One multirun of a round: an optimizer's settings at some seeds, as `lionbench run` args.
+    `value` is the grid value every run of it records (AdamW: lr multiplier; Lion: ratio);
+    `label` names a study's condition on the final screen (None: the grid value)."""
+
+    optim: str
+    values: list[float]
+    seeds: list[int]
+    args: list[str]
+    label: str | None = None
+
+
+def order(sw: Sweep, seeds: list[int]) -> list[tuple[str, list[int]]]:
+    """(optimizer, seeds) of each multirun. One after another (the basic launcher), runs go
+    seed-major with the first optimizer alternating from seed to seed, so that a machine's
+    drift does not line up with the optimizer; a parallel launcher gets each optimizer's whole
+    round as one multirun, so that its jobs run at once."""
+    if parallel_launcher(sw):
+        return [(o, seeds) for o in OPTIMS]
+    return [
         (optim, [seed])
         for i, seed in enumerate(seeds)
         for optim in (OPTIMS if i % 2 == 0 else OPTIMS[::-1])
-    ]  # fmt: skip
+    ]
+
+
+def run_round(sw: Sweep, stage: str, points: dict[str, list[float]], seeds: list[int]) -> int:
+    """Run the grid points on the seeds (see `launch`)."""
     jobs = [
-        (optim, group, points[optim], job_args(sw, optim, points[optim], group))
-        for optim, group in groups
+        Job(optim, points[optim], group, job_args(sw, optim, points[optim], group))
+        for optim, group in order(sw, seeds)
         if points.get(optim)
     ]
-    checked = [app.precheck(args) or [] for *_, args in jobs]
-    for (optim, _, values, _), cfgs in zip(jobs, checked, strict=True):
+    return launch(sw, stage, jobs)
+
+
+def launch(sw: Sweep, stage: str, jobs: list[Job]) -> int:
+    """Run the jobs in order; every job is checked before the first starts, and every run is
+    recorded in `sw.runs` with its status before the round. Returns a signal's exit code, or 0."""
+    checked = [app.precheck(job.args) or [] for job in jobs]
+    for job, cfgs in zip(jobs, checked, strict=True):
         for cfg, path in app.run_dirs(cfgs):
-            value = value_of(sw, optim, cfg, values)
             o = cfg["optim"]
+            value = value_of(sw, job.optim, cfg, job.values)
             sw.runs.append(
-                Run(
-                    stage,
-                    optim,
-                    value,
-                    cfg["seed"],
-                    path,
-                    status_of(path),
-                    o["lr"],
-                    o["weight_decay"],
-                )
-            )
+                Run(stage, job.optim, value, cfg["seed"], path, status_of(path), o["lr"],
+                    o["weight_decay"], job.label)
+            )  # fmt: skip
     n = sum(len(cfgs) for cfgs in checked)
     done = sum(r.before.finished for r in sw.runs[-n:]) if n else 0
     print(f"sweep {sw.name}: {stage}: {n} runs, {done} already finished", flush=True)
-    for (*_, args), cfgs in zip(jobs, checked, strict=True):
-        code = app.main(args, cfgs)
+    for job, cfgs in zip(jobs, checked, strict=True):
+        code = app.main(job.args, cfgs)
         if code >= 128:  # interrupted by a signal: checkpointed; the same command resumes
             return code
     return 0
@@ -288,8 +305,12 @@ def run_loss(path: Path) -> float:
 
 
 def selection_runs(sw: Sweep, optim: str, value: float) -> list[Run]:
+    """The runs that score a grid value: its selection and extension runs, never confirmation
+    runs or a study's claim runs at the same value."""
     return [
-        r for r in sw.runs if r.optim == optim and r.value == value and r.stage != "confirmation"
+        r
+        for r in sw.runs
+        if r.optim == optim and r.value == value and r.stage in ("selection", "extension")
     ]
 
 
@@ -354,6 +375,14 @@ def confirm(sw: Sweep, chosen: dict[str, Choice]) -> int:
     return run_round(sw, "confirmation", points, sw.confirm_seeds)
 
 
+def tune(sw: Sweep) -> dict[str, Choice] | int:
+    """Selection, extensions, then confirmation: the choices, or a signal's exit code."""
+    chosen = select(sw)
+    if isinstance(chosen, int):
+        return chosen
+    return code if (code := confirm(sw, chosen)) else chosen
+
+
 def run_sweep(
     ratios: list[float],
     seeds: list[int],
@@ -369,11 +398,9 @@ def run_sweep(
     try:
         sw = setup(ratios, seeds, name, launcher, overrides, adamw_lrs, confirm_seeds, max_extend)
         print(plan_line(sw), flush=True)
-        chosen = select(sw)
+        chosen = tune(sw)
         if isinstance(chosen, int):
             return chosen
-        if code := confirm(sw, chosen):
-            return code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -488,7 +515,9 @@ def optimum_line(sw: Sweep, optim: str, c: Choice) -> str:
     )
 
 
-def account(sw: Sweep, chosen: dict[str, Choice], manifest: Path) -> int:
+def account(
+    sw: Sweep, chosen: dict[str, Choice], manifest: Path, also: tuple[str, ...] = ()
+) -> int:
     """One screen: every run of every round (ran, skipped, diverged or failed), where each
     optimizer's optimum lies, and where it all is."""
     from rich.console import Console
@@ -507,7 +536,7 @@ def account(sw: Sweep, chosen: dict[str, Choice], manifest: Path) -> int:
         table.add_row(
             r.stage,
             r.optim,
-            setting_label(r.optim, r.value),
+            r.label or setting_label(r.optim, r.value),
             str(r.seed),
             f"[{style.get(status, 'green')}]{shown}[/]",
             str(r.path),
@@ -521,6 +550,8 @@ def account(sw: Sweep, chosen: dict[str, Choice], manifest: Path) -> int:
     for o in OPTIMS:
         console.print(optimum_line(sw, o, chosen[o]), soft_wrap=True)
     console.print(f"manifest: {manifest}", soft_wrap=True)
+    for line in also:
+        console.print(line, soft_wrap=True)
     console.print(
         f"results in {sw.results_dir / sw.recipe}; report with: lionbench report {sw.results_dir}",
         soft_wrap=True,

@@ -2,7 +2,8 @@
 
 The modules go one way, each usable without the next: load.py (run directories -> DataFrames),
 arms.py (arm labels and the baseline arm), analyse.py (settings and their tables), claims.py
-(the paper's Lion claims), plots.py (matplotlib, imported only with `--out`), render.py
+(the paper's Lion claims), studies.py (sweep and study manifests: confirmed verdicts and the
+six claims), plots.py (matplotlib, imported only with `--out`), render.py
 (console, markdown, HTML, CSV, Parquet). Nothing is dropped silently: diverged, failed,
 unfinished and corrupt runs are listed, and never count as completed.
 """
@@ -21,10 +22,12 @@ from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
 from lionbench.report.headline import headline
 from lionbench.report.load import find_run_dirs, load_runs
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
+from lionbench.report.studies import Study, read_studies
 
 __all__ = [
     "DEFAULT_BASELINE",
     "Setting",
+    "Study",
     "analyse",
     "arm_labels",
     "check_options",
@@ -36,6 +39,7 @@ __all__ = [
     "load_runs",
     "markdown_table",
     "problem_table",
+    "read_studies",
     "render",
     "report",
 ]
@@ -85,6 +89,7 @@ def report(
     if baseline is not None:
         check_baseline(baseline, runs)
     settings = analyse(runs, curves, targets, baseline or DEFAULT_BASELINE)
+    confirmed = read_studies(roots, runs, curves)
     problems = problem_table(runs)
     if out is not None:
         from lionbench.report.plots import make_plots
@@ -92,9 +97,9 @@ def report(
         out.mkdir(parents=True, exist_ok=True)
         for s in settings:
             make_plots(s, curves, out)
-        render(settings, problems, runs, out)
+        render(settings, problems, runs, out, confirmed)
     if not quiet:
         from lionbench.report.render import print_console
 
-        print_console(settings, problems)
+        print_console(settings, problems, confirmed)
     return settings

@@ -9,15 +9,23 @@ and none significantly worse, so picking the best of several Lion arms cannot ma
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
-from lionbench.report.verdicts import compare_arms, describe
+from lionbench.report.stats import verdict
+from lionbench.report.verdicts import Seeds, compare_arms, comparison_row, describe
 
 CLAIM_COLUMNS = ["claim", "verdict", "evidence"]
 STATE = "Lion's optimizer state is at most half of AdamW's"
 SPEED = "steps/s higher than AdamW (paper: 2-15%)"
 RATIO = "Lion's best lr is 3-10x smaller than AdamW's"
 STEPS = "Lion needs fewer steps to the target"
+BATCH = "Lion's gains grow with batch size"
+SCHEDULE = "cosine decay helps Lion more than rsqrt"
+BETAS = "betas (0.95, 0.98) train Lion more stably than (0.9, 0.99) at a high lr"
 STATE_TOLERANCE = 1.02  # step counters and other scalars the measured bytes may include
 
 
@@ -152,3 +160,82 @@ def steps_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str,
     )
     text = f"target {tightest:.4g}, seeds reaching it: {counts}; paired: " + evidence(comps)
     return STEPS, combine(comps), text
+
+
+# ------------------------------------------- study claims: one paired test over condition pairs
+# (lionbench study claims; report/studies.py reads the runs, docs/design.md says the rules)
+
+
+def gap(a: Seeds, b: Seeds) -> Seeds:
+    """Per seed a - b (infinities kept; inf - inf, no information, drops the seed)."""
+    out: Seeds = {}
+    for seed in set(a) & set(b):
+        d = a[seed][0] - b[seed][0]
+        if not math.isnan(d):
+            out[seed] = (d, a[seed][1] or b[seed][1])
+    return out
+
+
+def paired(name: str, base: Seeds, cand: Seeds) -> dict[str, Any]:
+    """One comparison of `cand` with `base` (lower is better), as a verdicts row."""
+    row = comparison_row("final_val_loss", -1.0, name, base, cand)
+    row["p_holm"] = row["p"]
+    row["verdict"] = verdict(row.pop("result"), row["p"], True)
+    row["name"] = name
+    return row
+
+
+def claim_verdict(row: dict[str, Any]) -> str:
+    """better -> holds, worse -> the reverse holds, else as the comparison says."""
+    return {"better": "holds", "worse": "does not hold (the reverse is significant)"}.get(
+        row["verdict"], row["verdict"]
+    )
+
+
+def batch_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
+    """Lion - AdamW at the recipe's batch against Lion - AdamW at the smaller batch, by seed:
+    lower (Lion further ahead at the larger batch) means the gains grow with the batch."""
+    big = gap(c["lion reference"], c["adamw reference"])
+    small = gap(c["lion variant"], c["adamw variant"])
+    row = paired("batch", small, big)
+    text = (
+        f"Lion - AdamW final val loss (mean over seeds): {mean(big):+.4g} at batch "
+        f"{study['reference']['batch_size']}, {mean(small):+.4g} at "
+        f"{study['claims']['batch']['change']}; their difference: {describe(row, False)}"
+    )
+    return BATCH, claim_verdict(row), text
+
+
+def schedule_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
+    """Each optimizer's cosine - rsqrt final val loss by seed; Lion's lower than AdamW's means
+    cosine helps Lion more."""
+    cosine_is_reference = study["reference"]["sched"] != "rsqrt"
+    gains = {}
+    for o in ("lion", "adamw"):
+        ref, var = c[f"{o} reference"], c[f"{o} variant"]
+        gains[o] = gap(ref, var) if cosine_is_reference else gap(var, ref)
+    row = paired("schedule", gains["adamw"], gains["lion"])
+    text = (
+        f"final val loss with cosine minus with rsqrt (negative: cosine helps): Lion "
+        f"{mean(gains['lion']):+.4g}, AdamW {mean(gains['adamw']):+.4g}; Lion's minus "
+        f"AdamW's: {describe(row, False)}"
+    )
+    return SCHEDULE, claim_verdict(row), text
+
+
+def betas_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
+    """Lion at an aggressive lr with (0.95, 0.98) against its default betas, by seed (a
+    diverged seed's loss is +inf, so divergences decide through the sign test)."""
+    row = paired("betas", c["lion reference"], c["lion variant"])
+    diverged = {k: sum(d for _, d in c[f"lion {k}"].values()) for k in ("reference", "variant")}
+    text = (
+        f"at {study['aggressive_lr_factor']:g}x Lion's best lr, final val loss with (0.95, 0.98) "
+        f"minus with {tuple(study['reference']['lion_betas'])}: {describe(row, False)}; "
+        f"diverged seeds {diverged['variant']} vs {diverged['reference']}"
+    )
+    return BETAS, claim_verdict(row), text
+
+
+def mean(seeds: Seeds) -> float:
+    v = np.array([x for x, _ in seeds.values()], float)
+    return float(np.mean(v)) if len(v) else math.nan

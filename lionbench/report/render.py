@@ -8,6 +8,7 @@ import base64
 import contextlib
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from lionbench.report.analyse import Setting
 from lionbench.report.headline import comparison_display, headline
+from lionbench.report.studies import Study
 from lionbench.track import atomic_write_text
 
 LOSS_COLUMNS = {
@@ -161,16 +163,45 @@ def setting_sections(s: Setting) -> tuple[list[str], list[str]]:
     return md, body
 
 
-def render(settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, out: Path) -> None:
-    """report.md, self-contained report.html, CSV and Parquet of every table."""
+def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
+    """(markdown lines, HTML fragments): each sweep's confirmed verdict and its claims table."""
+    md: list[str] = []
+    body: list[str] = []
+    for st in found:
+        md += [f"## Sweep {st.name}: confirmed verdict and claims", "", st.headline, ""]
+        body.append(f"<h2>Sweep {html.escape(st.name)}: confirmed verdict and claims</h2>")
+        body.append(f"<p>{html.escape(st.headline)}</p>")
+        tables = {"Claims (paired tests on the runs named by the manifests)": st.claims}
+        if not st.comparisons.empty:
+            tables["Confirmation runs: paired comparisons"] = comparison_display(st.comparisons)
+        for title, table in tables.items():
+            if table.empty:
+                continue
+            md += [f"### {title}", "", markdown_table(table), ""]
+            body.append(f"<h3>{html.escape(title)}</h3>" + table.to_html(index=False, border=0))
+    return md, body
+
+
+def render(
+    settings: list[Setting],
+    problems: pd.DataFrame,
+    runs: pd.DataFrame,
+    out: Path,
+    found: Sequence[Study] = (),
+) -> None:
+    """report.md, self-contained report.html, CSV and Parquet of every table. Confirmed sweep
+    verdicts come first: they are the ones free of the winner's curse."""
     counts = f"{len(runs)} run directories: " + ", ".join(
         f"{n} {k}" for k, n in runs["status"].value_counts().items()
     )
-    lines = [headline(s) for s in settings]
+    lines = [st.headline for st in found] + [headline(s) for s in settings]
     md = ["# lionbench report", "", *[f"- {line}" for line in lines], "", counts, ""]
     body = ["<h1>lionbench report</h1><ul>"]
     body += [f"<li>{html.escape(line)}</li>" for line in lines]
     body.append(f"</ul><p>{html.escape(counts)}</p>")
+    s_md, s_body = study_sections(found)
+    md += s_md
+    body += s_body
     for s in settings:
         s_md, s_body = setting_sections(s)
         md += s_md
@@ -191,14 +222,21 @@ def render(settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, 
         + "\n".join(body)
         + "</body></html>",
     )
-    write_tables(settings, problems, runs, out)
+    write_tables(settings, problems, runs, out, found)
 
 
 def write_tables(
-    settings: list[Setting], problems: pd.DataFrame, runs: pd.DataFrame, out: Path
+    settings: list[Setting],
+    problems: pd.DataFrame,
+    runs: pd.DataFrame,
+    out: Path,
+    found: Sequence[Study] = (),
 ) -> None:
     """<name>.csv and <name>.parquet (when pyarrow is there) of runs, problems and each table."""
     tables = {"runs": runs, "problems": problems}
+    for st in found:
+        tables[f"study_claims_{st.name}"] = st.claims
+        tables[f"study_comparisons_{st.name}"] = st.comparisons
     for s in settings:
         for name, df in (
             ("optimizers", s.optimizers),
@@ -217,15 +255,24 @@ def write_tables(
             )
 
 
-def print_console(settings: list[Setting], problems: pd.DataFrame) -> None:
+def print_console(
+    settings: list[Setting],
+    problems: pd.DataFrame,
+    found: Sequence[Study] = (),
+) -> None:
     """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
     (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
     from rich.console import Console
     from rich.markup import escape
 
     console = Console()
+    for st in found:
+        console.print(f"[bold]{escape(st.headline)}[/]")
     for s in settings:
         console.print(f"[bold]{escape(headline(s))}[/]")
+    for st in found:
+        if not st.claims.empty:
+            console.print(rich_table(f"Sweep {st.name}: claims", st.claims))
     for s in settings:
         console.rule(escape(s.label))
         for w in s.warnings:
