@@ -44,7 +44,8 @@ if [[ $tiny == 1 ]]; then
   overhead_args=(--scale smoke --steps 8 --warmup 2 --repeats 1)
   optim_params=(flat:1e5)
   optim_args=(--impls lion:lionbench,adamw:foreach --steps 3 --warmup 1 --repeats 1)
-  study_args=(recipe=gpt2 scale=smoke train.steps=10 train.eval_interval=5)
+  study_args=(recipe=gpt2 scale=smoke train.steps=10 train.eval_interval=5 --adamw-lrs 1
+              --max-extend 0 --confirm-seeds none)
 else
   train_args=(--recipes gpt2,resnet50,vit,unet --scale full --data synthetic --steps 20
               --warmup 8 --repeats 1)

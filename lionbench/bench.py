@@ -192,8 +192,9 @@ def bench_optim(
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from lionbench.console import make_console
 
     first = rows[0]
     table = Table(
@@ -218,7 +219,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['fraction_of_bandwidth']:.0%}",
             "-" if r["vs_adamw_fused"] is None else f"{r['vs_adamw_fused']:.2f}",
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def _ms(ms: float) -> str:

@@ -238,8 +238,9 @@ def _num(value: float | None, scale: float = 1.0, pct: bool = False) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """One line per configuration, narrow enough for 100 columns; failures listed below."""
-    from rich.console import Console
     from rich.table import Table
+
+    from lionbench.console import make_console
 
     first = rows[0]
     device = next((r["device"] for r in rows if r["device"]), "?")
@@ -260,7 +261,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(*_cells(r, tokens, mfu))
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = make_console()
     console.print(table)
     for r in rows:
         if r["error"]:

@@ -82,6 +82,35 @@ Launcher = Annotated[
 ]
 
 
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # the only Hydra flag besides overrides they take
+
+
+def overrides_of(ctx: typer.Context) -> list[str]:
+    """The Hydra overrides after a command's own options. Anything else that looks like an
+    option is a typo of one of the command's (`--ratio`): refused in one line with the closest
+    option, where Hydra's parser would say `LexerNoViableAltException`."""
+    import difflib
+
+    args = list(ctx.args)
+    options = sorted({o for p in ctx.command.params for o in p.opts if o.startswith("--")})
+    value_next = False
+    for arg in args:
+        if value_next or not arg.startswith("-"):
+            value_next = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in CONFIG_DIR_FLAGS:
+            value_next = "=" not in arg
+            continue
+        close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UserError(
+            f"no such option {name} for '{ctx.command_path}'{hint} (options: "
+            f"{', '.join(options)}; the other arguments are Hydra overrides key=value)"
+        )
+    return args
+
+
 def sweep_options(
     ratios: str, seeds: str, adamw_lrs: str | None, confirm_seeds: str | None
 ) -> dict[str, object]:
@@ -129,7 +158,7 @@ def sweep(
 
     opts = sweep_options(ratios, seeds, adamw_lrs, confirm_seeds)
     grid = opts.pop("ratios"), opts.pop("seeds")
-    code = run_sweep(*grid, name, launcher, list(ctx.args), max_extend=max_extend, **opts)  # type: ignore[arg-type]
+    code = run_sweep(*grid, name, launcher, overrides_of(ctx), max_extend=max_extend, **opts)  # type: ignore[arg-type]
     raise typer.Exit(code)
 
 
@@ -174,7 +203,7 @@ def claims(
         *grid,  # type: ignore[arg-type]
         name,
         launcher,
-        list(ctx.args),
+        overrides_of(ctx),
         max_extend=max_extend,
         small_batch=small_batch,
         aggressive=aggressive,
@@ -298,7 +327,7 @@ def bench_train(
 
     try:
         plan = bt.check_options(
-            recipes, optims, scale, data, compile_, steps, warmup, repeats, out, list(ctx.args)
+            recipes, optims, scale, data, compile_, steps, warmup, repeats, out, overrides_of(ctx)
         )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -315,10 +344,10 @@ def bench_train(
 def list_() -> None:
     """Show the recipes, optimizers and implementations, scales, data sources and schedules."""
     import yaml
-    from rich.console import Console
     from rich.table import Table
 
     from lionbench.config import CONF_DIR, choices
+    from lionbench.console import make_console
     from lionbench.optim.registry import OPTIMIZERS
 
     table = Table(show_header=True, header_style="bold")
@@ -347,7 +376,7 @@ def list_() -> None:
     table.add_row("data", ", ".join(choices("data")))
     table.add_row("sched", ", ".join(choices("sched")))
     table.add_row("logger.wandb.mode", "auto, online, offline, disabled")
-    Console().print(table)
+    make_console().print(table)
 
 
 @prepare_app.command("text")
@@ -406,7 +435,7 @@ def main(args: list[str] | None = None) -> None:
     instead of Click's usage panel."""
     click_exception = _click_exception()
     try:
-        code = app(args=args, standalone_mode=False)
+        code = app(args=args, prog_name="lionbench", standalone_mode=False)
     except UserError as e:  # a command that did not catch its own
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

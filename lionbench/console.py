@@ -5,8 +5,23 @@ Updated only at log intervals (when the loop has already synchronized), never pe
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
+
+PIPE_WIDTH = 400  # columns when not on a terminal: SLURM logs and pipes get whole paths
+
+
+def make_console() -> Any:
+    """A rich Console: the terminal's width on a terminal; elsewhere (SLURM logs, pipes, files)
+    $COLUMNS or PIPE_WIDTH, so that run-directory paths are never cut or wrapped (rich would
+    assume 80 columns). Tables take only the width their cells need."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() else PIPE_WIDTH, soft_wrap=True)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -64,7 +79,6 @@ class Progress:
 
 def summary_table(summary: dict[str, Any]) -> None:
     """A short table of the headline numbers of a finished run."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -94,4 +108,4 @@ def summary_table(summary: dict[str, Any]) -> None:
     for name, value in rows:
         if value is not None:
             table.add_row(name, fmt(value))
-    Console().print(table)
+    make_console().print(table)

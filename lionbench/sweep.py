@@ -520,8 +520,9 @@ def account(
 ) -> int:
     """One screen: every run of every round (ran, skipped, diverged or failed), where each
     optimizer's optimum lies, and where it all is."""
-    from rich.console import Console
     from rich.table import Table
+
+    from lionbench.console import make_console
 
     table = Table(title=f"sweep {sw.name}", title_justify="left")
     for col in ("round", "optim", "setting", "seed", "status", "run directory"):
@@ -541,7 +542,7 @@ def account(
             f"[{style.get(status, 'green')}]{shown}[/]",
             str(r.path),
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     order = ("completed", "skipped", "diverged", "failed", "partial", "missing")
     console.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import SMOKE, run_cli, run_dirs, summary
 
 
@@ -141,3 +142,35 @@ def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path
     assert res.returncode == 1, (res.stdout, res.stderr)
     statuses = {summary(d)["status"] for d in run_dirs(tmp_path / "r")}
     assert statuses == {"failed"}
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["sweep", "scale=smoke", "--ratio", "3"], "no such option --ratio for 'lionbench sweep'; "
+         "did you mean --ratios?"),
+        (["sweep", "-m", "scale=smoke"], "no such option -m for 'lionbench sweep' (options: "),
+        (["study", "claims", "--seed", "0"], "did you mean --seeds?"),
+        (["bench", "train", "--recipe", "gpt2"], "did you mean --recipes?"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_option_gets_did_you_mean_not_a_lexer_error(tmp_path, args, expected, capsys):
+    """Options of commands that pass the rest to Hydra: a typo is named, with the closest
+    option, in one line, exit 2, and nothing runs (the check precedes any composition)."""
+    from lionbench import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main([*args, f"results_dir={tmp_path / 'r'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and expected in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_outside_a_terminal_is_not_cut_to_80_columns(monkeypatch, capsys):
+    """SLURM logs and pipes: a long run-directory path in a table stays whole on one line."""
+    from lionbench.console import summary_table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    path = "/very/long/results/" + "x" * 150 + "/gpt2/small-lion-lr0.001-wd0.3-s0-0123456789"
+    summary_table({"recipe": "gpt2", "optim": "lion", "status": "completed", "run_dir": path})
+    assert any(path in line for line in capsys.readouterr().out.splitlines())
