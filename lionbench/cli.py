@@ -8,17 +8,53 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
+
+
+class OverridesCommand(TyperCommand):
+    """A command whose extra arguments are Hydra overrides: TAB completes them (config groups,
+    their choices and dotted keys; lionbench/completion.py). Bash splits words at `=`, so
+    `recipe=<TAB>` arrives as `recipe`, `=` and gets the bare choices, which bash puts after
+    the `=`; zsh and fish get `recipe=gpt2` whole."""
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete.startswith("-"):
+            return items
+        from lionbench.completion import complete_override
+
+        before = list(ctx.args)
+        key = None
+        if len(before) >= 2 and before[-1] == "=":  # bash: `recipe` `=` `gp`
+            key = before[-2]
+        elif before and not incomplete and "=" not in before[-1] and before[-1][:1] != "-":
+            key = before[-1]  # bash: the cursor right after `recipe=` (click drops the `=`)
+        if key is None:
+            words = complete_override(incomplete)
+        else:
+            words = [w.split("=", 1)[1] for w in complete_override(f"{key}={incomplete}")]
+        return [*items, *(_completion_item()(w) for w in words)]
+
+
+def _completion_item() -> type:
+    """CompletionItem of the click that Typer runs on (see `_click_exception`)."""
+    try:
+        from typer._click.shell_completion import CompletionItem
+    except ImportError:
+        from click.shell_completion import CompletionItem
+    return CompletionItem
+
 
 app = typer.Typer(
     name="lionbench",
     help="Benchmark Lion against AdamW on standard recipes, with seeds, sweeps and reports.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 prepare_app = typer.Typer(help="Turn local data into the files recipes read.", no_args_is_help=True)
@@ -34,6 +70,7 @@ app.add_typer(study_app, name="study")
 
 
 @app.command(
+    cls=OverridesCommand,
     context_settings={
         "allow_extra_args": True,
         "ignore_unknown_options": True,
@@ -47,6 +84,12 @@ def run(ctx: typer.Context) -> None:
     Everything after `run` goes to Hydra: `-m` for multirun, `--cfg job` to print the config,
     `--help` for the config groups, `hydra/launcher=joblib` for parallel local jobs.
     """
+    if any(a.split("=")[0] in ("--shell-completion", "-sc") for a in ctx.args):
+        raise UserError(
+            "Hydra's --shell-completion does not work through lionbench (its script calls an "
+            "option lionbench does not have); install lionbench's own, which completes "
+            "commands, options and overrides: lionbench --install-completion"
+        )
     from lionbench.app import main as run_main
 
     raise typer.Exit(run_main(list(ctx.args)))
@@ -130,6 +173,7 @@ def sweep_options(
 
 
 @app.command(
+    cls=OverridesCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def sweep(
@@ -163,6 +207,7 @@ def sweep(
 
 
 @study_app.command(
+    cls=OverridesCommand,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def claims(
@@ -295,7 +340,9 @@ def bench_optim(
 
 
 @bench_app.command(
-    "train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    "train",
+    cls=OverridesCommand,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def bench_train(
     ctx: typer.Context,

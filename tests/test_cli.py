@@ -174,3 +174,43 @@ def test_output_outside_a_terminal_is_not_cut_to_80_columns(monkeypatch, capsys)
     path = "/very/long/results/" + "x" * 150 + "/gpt2/small-lion-lr0.001-wd0.3-s0-0123456789"
     summary_table({"recipe": "gpt2", "optim": "lion", "status": "completed", "run_dir": path})
     assert any(path in line for line in capsys.readouterr().out.splitlines())
+
+
+def complete(words: str, shell: str = "bash") -> list[str]:
+    """What a TAB prints, through the same protocol the installed completion script uses:
+    bash passes the words split at `=` and the index of the word under the cursor."""
+    cwords = words.replace("=", " = ").split() if shell == "bash" else words.split()
+    cword = len(cwords) - (0 if words.endswith((" ", "=")) and shell == "bash" else 1)
+    if shell == "bash" and words.endswith("="):
+        cword -= 1  # the cursor is on the `=` word
+    env = {
+        "_LIONBENCH_COMPLETE": f"complete_{shell}",
+        "COMP_WORDS": " ".join(cwords) + (" " if words.endswith(" ") else ""),
+        "COMP_CWORD": str(cword),
+        "_TYPER_COMPLETE_ARGS": words,
+    }
+    res = run_cli(env=env)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_tab_completes_commands_options_groups_and_choices():
+    assert complete("lionbench ru") == ["run"]
+    assert "recipe=" in complete("lionbench run rec")
+    assert "recipe.adamw.lr=" in complete("lionbench run rec")
+    assert complete("lionbench run recipe=") == ["gpt2", "resnet50", "unet", "vit"]
+    assert complete("lionbench run optim=l") == ["lion"]
+    assert complete("lionbench sweep --rat") == ["--ratios"]
+    assert "train.batch_size=" in complete("lionbench sweep scale=smoke train.ba")
+    zsh = " ".join(complete("lionbench run recipe=", "zsh"))
+    assert all(f'"recipe={c}"' in zsh for c in ("gpt2", "resnet50", "unet", "vit"))
+
+
+def test_hydras_shell_completion_points_to_lionbenchs_own(capsys):
+    from lionbench import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--shell-completion", "install=bash"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert err[0].endswith("lionbench --install-completion")

@@ -1,0 +1,67 @@
+"""Shell completion of Hydra overrides for `lionbench run`, `sweep`, `study claims` and
+`bench train`: config groups (`recipe=`), their choices (`recipe=gpt2`) and dotted keys
+(`train.batch_size=`), read from the YAML files of conf/ (no Hydra, no torch: a TAB must answer
+at once). Typer completes the commands and options themselves (`lionbench --install-completion`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+INTERNAL_GROUPS = ("recipe_scale", "hydra")  # composed by lionbench itself, never chosen
+
+
+def conf_dir() -> Path:
+    return Path(__file__).resolve().parent / "conf"
+
+
+def groups(conf: Path) -> dict[str, list[str]]:
+    """Config group -> its choices (the YAML files of conf/<group>/)."""
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(conf.iterdir())
+        if d.is_dir() and d.name not in INTERNAL_GROUPS
+    }
+
+
+def dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every leaf key of a YAML mapping, dotted (`train.batch_size`)."""
+    if not isinstance(node, dict):
+        return [prefix] if prefix else []
+    out = []
+    for key, value in node.items():
+        if key in ("defaults", "hydra") or not isinstance(key, str):
+            continue
+        out += dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [
+            f"{prefix}{key}"
+        ]  # fmt: skip
+    return out
+
+
+def keys(conf: Path, choices: dict[str, list[str]]) -> list[str]:
+    """Top-level keys of config.yaml and every key of each group's choices, under its group."""
+    out = dotted_keys(yaml.safe_load((conf / "config.yaml").read_text()) or {})
+    for group, names in choices.items():
+        for name in names:
+            data = yaml.safe_load((conf / group / f"{name}.yaml").read_text()) or {}
+            out += [f"{group}.{k}" for k in dotted_keys(data)]
+    return sorted(set(out))
+
+
+def complete_override(incomplete: str) -> list[str]:
+    """What a TAB offers after `lionbench run`: `group=` and `key=` that start with the word;
+    after `group=`, the group's choices; nothing after `key=` (a value is the user's)."""
+    conf = conf_dir()
+    choices = groups(conf)
+    name, eq, _ = incomplete.partition("=")
+    bare = name.lstrip("+~")
+    if eq:
+        return [
+            f"{name}={c}" for c in choices.get(bare, []) if f"{name}={c}".startswith(incomplete)
+        ]
+    offered = [f"{g}=" for g in choices] + [f"{k}=" for k in keys(conf, choices)]
+    sign = name[: len(name) - len(bare)]
+    return [f"{sign}{o}" for o in offered if o.startswith(bare)]
