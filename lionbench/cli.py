@@ -82,8 +82,14 @@ def run(ctx: typer.Context) -> None:
     """Train one run, or many with -m (Hydra overrides: recipe=gpt2 optim=lion seed=1 ...).
 
     Everything after `run` goes to Hydra: `-m` for multirun, `--cfg job` to print the config,
-    `--help` for the config groups, `hydra/launcher=joblib` for parallel local jobs.
+    `hydra/launcher=joblib` for parallel local jobs; `run --help` lists the config groups and
+    `run --hydra-help` Hydra's flags.
     """
+    if ctx.args and ctx.args[0] in ("--help", "-h"):
+        from lionbench.completion import run_help
+
+        print(run_help())
+        raise typer.Exit(EXIT_OK)
     if any(a.split("=")[0] in ("--shell-completion", "-sc") for a in ctx.args):
         raise UserError(
             "Hydra's --shell-completion does not work through lionbench (its script calls an "

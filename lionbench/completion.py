@@ -1,7 +1,7 @@
-"""Shell completion of Hydra overrides for `lionbench run`, `sweep`, `study claims` and
-`bench train`: config groups (`recipe=`), their choices (`recipe=gpt2`) and dotted keys
-(`train.batch_size=`), read from the YAML files of conf/ (no Hydra, no torch: a TAB must answer
-at once). Typer completes the commands and options themselves (`lionbench --install-completion`).
+"""`lionbench run --help`, and TAB completion of the Hydra overrides of `run`, `sweep`, `study
+claims` and `bench train`: config groups (`recipe=`), their choices (`recipe=gpt2`) and dotted
+keys (`train.batch_size=`), read from the YAML files of conf/ without Hydra or torch, so that
+both answer at once. Typer completes commands and options (`lionbench --install-completion`).
 """
 
 from __future__ import annotations
@@ -65,3 +65,52 @@ def complete_override(incomplete: str) -> list[str]:
     offered = [f"{g}=" for g in choices] + [f"{k}=" for k in keys(conf, choices)]
     sign = name[: len(name) - len(bare)]
     return [f"{sign}{o}" for o in offered if o.startswith(bare)]
+
+
+GROUP_HELP = {
+    "recipe": "what is trained (model, data, loss)",
+    "scale": "smoke: seconds; small: a CPU comparison; full: the published size",
+    "optim": "the optimizer (lr, weight decay, betas...; Lion: optim.ratio)",
+    "sched": "learning-rate schedule after warmup",
+    "data": "where batches come from",
+    "logger": "Weights & Biases settings",
+}
+TOP_KEYS = ("seed", "results_dir", "device", "precision", "compile", "train", "checkpoint")
+
+
+def run_help() -> str:
+    """lionbench's own page for `run --help`: the groups and their choices, the main keys and
+    what to type next, read from conf/ without Hydra or torch, so it prints at once."""
+    conf = conf_dir()
+    choices = groups(conf)
+    root = yaml.safe_load((conf / "config.yaml").read_text()) or {}
+    defaults = {k: v for d in root.get("defaults", []) if isinstance(d, dict) for k, v in d.items()}
+    width = max(map(len, choices))
+    lines = [
+        "Usage: lionbench run [-m] [--cfg job] [GROUP=CHOICE] [KEY=VALUE] ...",
+        "",
+        "Train one run (or, with -m, one per combination of comma-separated values).",
+        "",
+        "Config groups (GROUP=CHOICE; default in brackets):",
+    ]
+    for group, names in choices.items():
+        named = ", ".join(f"[{n}]" if n == defaults.get(group) else n for n in names)
+        lines.append(f"  {group:<{width}}  {named}  - {GROUP_HELP.get(group, '')}".rstrip(" -"))
+    lines += ["", "Keys (KEY=VALUE; `lionbench run --cfg job` prints them all, composed):"]
+    for key in TOP_KEYS:
+        value = root.get(key)
+        shown = ", ".join(f"{key}.{k}" for k in value) if isinstance(value, dict) else (
+            f"{key}={yaml.safe_dump(value).splitlines()[0]}"
+        )  # fmt: skip
+        lines.append(f"  {shown}")
+    lines += [
+        "",
+        "Examples:",
+        "  lionbench run recipe=gpt2 optim=adamw scale=smoke",
+        "  lionbench run -m optim=lion,adamw seed=0,1,2",
+        "  lionbench run optim=lion optim.ratio=5 train.steps=500",
+        "",
+        "Hydra's flags and launchers: lionbench run --hydra-help; TAB completion: lionbench "
+        "--install-completion.",
+    ]
+    return "\n".join(lines)

@@ -112,10 +112,25 @@ def test_prepare_then_train_on_the_token_files(tmp_path):
     assert s["final_val_loss"] < s["n_params"]  # finite, and recorded
 
 
-def test_run_help_is_hydras():
+def test_run_help_is_lionbenchs_summary_and_hydra_help_is_hydras():
+    """`run --help` lists groups with their defaults and keys without Hydra or torch (it must
+    print at once), hiding the internal recipe_scale group; `--hydra-help` is Hydra's page."""
     res = run_cli("run", "--help")
-    assert res.returncode == 0
-    assert "recipe: gpt2" in res.stdout and "optim: adafactor, adamw, lion, sgd" in res.stdout
+    assert res.returncode == 0, res.stderr
+    assert "optim   adafactor, adamw, [lion], sgd" in res.stdout
+    assert "recipe  [gpt2], resnet50, unet, vit" in res.stdout
+    assert "recipe_scale" not in res.stdout and "train.batch_size" in res.stdout
+    assert "compile=false" in res.stdout
+    probe = (
+        "import sys, contextlib, io\nfrom lionbench import cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['run', '--help'])\n"
+        "assert 'torch' not in sys.modules and 'hydra' not in sys.modules, 'heavy import'"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    hydra_help = run_cli("run", "--hydra-help")
+    assert hydra_help.returncode == 0 and "Hydra" in hydra_help.stdout
 
 
 def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):
