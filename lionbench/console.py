@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 PIPE_WIDTH = 400  # columns when not on a terminal: SLURM logs and pipes get whole paths
@@ -108,4 +109,21 @@ def summary_table(summary: dict[str, Any]) -> None:
     for name, value in rows:
         if value is not None:
             table.add_row(name, fmt(value))
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    if summary.get("status") == "completed" and summary.get("run_dir"):
+        console.print(next_steps(summary), soft_wrap=True, highlight=False)
+
+
+def next_steps(summary: dict[str, Any]) -> str:
+    """What a first run cannot say alone (is Lion better?) and the command that answers it:
+    the other optimizer on the same seed (a paired comparison), then the report."""
+    optim = summary.get("optim")
+    other = "adamw" if optim != "adamw" else "lion"
+    results = Path(str(summary["run_dir"])).parent.parent
+    return (
+        f"next: compare with {other} on the same seed (same init and batches): run the same "
+        f"command with optim={other}, then: lionbench report {results}  (tuned lr for both, "
+        f"several seeds: lionbench sweep recipe={summary.get('recipe')} "
+        f"scale={summary.get('scale') or 'small'})"
+    )

@@ -229,3 +229,13 @@ def test_hydras_shell_completion_points_to_lionbenchs_own(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1
     assert err[0].endswith("lionbench --install-completion")
+
+
+def test_a_finished_run_says_the_next_command():
+    from lionbench.console import next_steps
+
+    line = next_steps(
+        {"optim": "lion", "recipe": "vit", "scale": "smoke", "run_dir": "/r/vit/smoke-lion-x"}
+    )
+    assert "optim=adamw" in line and "lionbench report /r" in line
+    assert "lionbench sweep recipe=vit scale=smoke" in line
