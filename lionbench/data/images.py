@@ -48,9 +48,10 @@ _SIGNATURES = (
     b"GIF87a",
     b"GIF89a",
 )
-# Per split folder (normalised path): its files with an image name that are no image, as the
-# last check in this process found them; the training set leaves them out.
-_UNREADABLE: dict[str, frozenset[str]] = {}
+# Scans of image folders in this process, by root: (signature, scan). A command checks each job
+# before it starts and the run checks again; the files are read once per process (and again if a
+# class folder changed), and the warnings are printed once.
+_SCANS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
 
 def _starts_like_image(head: bytes) -> bool:
@@ -120,7 +121,6 @@ def _check_split(split_dir: Path) -> tuple[list[str], int, list[str]]:
             flush=True,
         )
     unreadable = [p for s in scans for p in s[2]]
-    _UNREADABLE[os.path.normpath(split_dir)] = frozenset(unreadable)
     return names, sum(s[0] for s in scans), unreadable
 
 
@@ -140,19 +140,43 @@ def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
         )
     if not any(base.iterdir()):
         raise UserError(f"data.root {root} is empty (data=imagefolder needs {layout})")
-    info: dict[str, Any] = {}
-    classes: list[str] | None = None
-    unreadable: list[str] = []
     for split in ("train", "val"):
-        split_dir = base / split
-        if not split_dir.is_dir():
-            raise UserError(f"{split_dir} is missing (data=imagefolder needs {layout})")
-        names, info[f"{split}_images"], bad = _check_split(split_dir)
-        unreadable += bad
+        if not (base / split).is_dir():
+            raise UserError(f"{base / split} is missing (data=imagefolder needs {layout})")
+    scan = _scan(base)
+    if scan["train_images"] < batch_size:
+        raise UserError(
+            f"{base / 'train'} has {scan['train_images']} images, fewer than one "
+            f"batch (train.batch_size={batch_size})"
+        )
+    return {k: v for k, v in scan.items() if k != "unreadable"}
+
+
+def _signature(base: Path) -> tuple[Any, ...]:
+    """The class folders' modification times: a file added or removed changes them."""
+    out = []
+    for split in ("train", "val"):
+        with os.scandir(base / split) as entries:
+            out += [(e.path, e.stat().st_mtime_ns) for e in entries if e.is_dir()]
+    return tuple(sorted(out))
+
+
+def _scan(base: Path) -> dict[str, Any]:
+    """Both splits of an image folder, read once per process (see _SCANS)."""
+    key, signature = os.path.normpath(base), _signature(base)
+    cached = _SCANS.get(key)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    scan: dict[str, Any] = {"unreadable": {}}
+    classes: list[str] | None = None
+    for split in ("train", "val"):
+        names, scan[f"{split}_images"], bad = _check_split(base / split)
+        scan["unreadable"][split] = frozenset(bad)
         if classes is None:
             classes = names
         elif names != classes:
             _classes_differ(base, classes, names)
+    unreadable = sorted(p for split in ("train", "val") for p in scan["unreadable"][split])
     if unreadable:
         print(
             f"warning: skipping {len(unreadable)} empty or corrupt image file(s) under {base} "
@@ -160,14 +184,9 @@ def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-    if info["train_images"] < batch_size:
-        raise UserError(
-            f"{base / 'train'} has {info['train_images']} images, fewer than one "
-            f"batch (train.batch_size={batch_size})"
-        )
-    info["classes"] = classes
-    info["num_classes"] = len(classes or [])
-    return info
+    scan["classes"], scan["num_classes"] = classes, len(classes or [])
+    _SCANS[key] = (signature, scan)
+    return scan
 
 
 def _classes_differ(base: Path, train: list[str], val: list[str]) -> None:
@@ -184,12 +203,9 @@ def _classes_differ(base: Path, train: list[str], val: list[str]) -> None:
     )
 
 
-def _image_filter(split_dir: Path) -> Callable[[str], bool]:
+def _image_filter(base: Path, split: str) -> Callable[[str], bool]:
     """ImageFolder's is_valid_file: an image name, and not found unreadable by the check."""
-    key = os.path.normpath(split_dir)
-    if key not in _UNREADABLE:  # not checked in this process yet
-        check_image_folder(str(split_dir.parent))
-    bad = _UNREADABLE[key]
+    bad = _scan(base)["unreadable"][split]
     return lambda path: path.lower().endswith(IMAGE_EXTENSIONS) and path not in bad
 
 
@@ -448,12 +464,12 @@ def imagefolder_source(
     train = ImageFolder(
         str(base / "train"),
         transform=_transforms(resolution, True, normalise),
-        is_valid_file=_image_filter(base / "train"),
+        is_valid_file=_image_filter(base, "train"),
     )
     val = ImageFolder(
         str(base / "val"),
         transform=_transforms(resolution, False, normalise),
-        is_valid_file=_image_filter(base / "val"),
+        is_valid_file=_image_filter(base, "val"),
     )
     if len(train) < batch_size:
         raise UserError(
