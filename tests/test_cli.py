@@ -134,14 +134,15 @@ def test_run_help_is_lionbenchs_summary_and_hydra_help_is_hydras():
 
 
 def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):
-    """Image files that cannot be decoded pass the pre-check (it goes by file names) and make
-    each run fail inside joblib's worker processes; the parent reads the run directories."""
+    """Image files that cannot be decoded but start like a PNG pass the pre-check (it reads
+    only their first bytes) and make each run fail inside joblib's worker processes; the parent
+    reads the run directories."""
     root = tmp_path / "images"
     for split in ("train", "val"):
         for name in ("cat", "dog"):
             (root / split / name).mkdir(parents=True)
             for i in range(10):
-                (root / split / name / f"{i}.png").write_bytes(b"not a png")
+                (root / split / name / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
     res = run_cli(
         "run",
         "-m",

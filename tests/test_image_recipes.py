@@ -134,6 +134,38 @@ def test_image_folder_with_workers_is_seeded(tmp_path):
     assert [r["loss"] for r in metrics(a)] == [r["loss"] for r in metrics(b)]
 
 
+def _without_time(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
+
+
+def test_image_folder_with_workers_resumes_identically(tmp_path):
+    """A resume in the middle of a later epoch, with DataLoader workers, continues bit for bit:
+    the sampler starts at the checkpointed position and each image's augmentation is drawn from
+    (seed, epoch, position), so fresh workers reproduce what the old ones would have drawn."""
+    root = write_image_folder(tmp_path / "images")  # 18 images: 2 batches of 8 per epoch
+    args = [
+        "recipe=resnet50",
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.workers=2",
+        "train.steps=7",
+        "train.batch_size=8",
+        "train.log_interval=1",
+        "train.eval_interval=7",
+        "checkpoint.interval=5",  # step 5: epoch 2, one batch into it
+        "checkpoint.keep=true",
+    ]
+    assert run_inprocess(tmp_path, *args) == 0
+    (d,) = run_dirs(tmp_path)
+    uninterrupted, final = _without_time(metrics(d)), summary(d)["final_val_loss"]
+    # The run again from its kept step-5 checkpoint, as after a kill: it redoes steps 6 and 7.
+    (d / "summary.json").unlink()
+    assert run_inprocess(tmp_path, *args) == 0
+    assert summary(d)["resumed_from_step"] == 5
+    assert _without_time(metrics(d)) == uninterrupted
+    assert summary(d)["final_val_loss"] == final
+
+
 def _bad_folder(tmp_path, kind):
     root = write_image_folder(tmp_path / "images")
     if kind == "no train":
@@ -179,6 +211,57 @@ def test_non_image_files_are_skipped_with_a_warning(tmp_path, capsys):
     )
     assert code == 0
     assert "skipping 1 non-image file(s)" in capsys.readouterr().err
+
+
+def test_empty_and_corrupt_images_are_skipped_with_one_warning(tmp_path, capsys):
+    root = write_image_folder(tmp_path / "images")
+    (root / "train" / "circle" / "empty.png").write_bytes(b"")
+    (root / "val" / "square" / "bad.jpg").write_text("not a jpeg at all")
+    code = run_inprocess(
+        tmp_path / "r",
+        "recipe=resnet50",
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.workers=0",
+        "train.steps=2",
+        "train.batch_size=8",
+    )
+    assert code == 0
+    expected = (
+        f"warning: skipping 2 empty or corrupt image file(s) under {root} "
+        f"(e.g. {root / 'train' / 'circle' / 'empty.png'})"
+    )
+    lines = capsys.readouterr().err.splitlines()
+    assert lines.count(expected) == 1, lines
+    s = summary(run_dirs(tmp_path / "r")[0])
+    assert s["status"] == "completed" and s["data_info"]["train_images"] == 18
+
+
+def test_image_header_check(tmp_path):
+    from lionbench.data.images import is_readable_image
+
+    img = np.zeros((4, 4, 3), dtype=np.uint8)
+    for fmt in ("png", "jpeg", "bmp", "tiff", "webp", "ppm", "gif"):
+        Image.fromarray(img).save(tmp_path / f"ok.{fmt}", format=fmt)
+        assert is_readable_image(str(tmp_path / f"ok.{fmt}")), fmt
+    (tmp_path / "png_named.jpg").write_bytes((tmp_path / "ok.png").read_bytes())
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    assert is_readable_image(str(tmp_path / "png_named.jpg"))  # PIL reads it by content
+    assert not is_readable_image(str(tmp_path / "empty.jpg"))
+    assert not is_readable_image(str(tmp_path / "text.png"))
+    assert not is_readable_image(str(tmp_path / "missing.png"))
+
+
+def test_a_class_of_only_corrupt_images_is_bad_input(tmp_path):
+    from lionbench.data.images import check_image_folder
+    from lionbench.errors import UserError
+
+    root = write_image_folder(tmp_path / "images")
+    (root / "train" / "broken").mkdir()
+    (root / "train" / "broken" / "a.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match="broken has no readable images"):
+        check_image_folder(str(root))
 
 
 def test_synthetic_image_data(tmp_path):

@@ -4,8 +4,9 @@ Three sources, all yielding `(images, labels)` batches on the device, float, nor
 - `builtin`: the procedural classes of `builtin_images`, kept on the device as uint8 and
   augmented there (random flips) with the run's data generator;
 - `imagefolder`: torchvision ImageFolder over `root/train/<class>/*` and `root/val/<class>/*` with
-  the standard ImageNet transforms, a DataLoader with workers, pinned memory, persistent workers,
-  seeded shuffling and seeded workers;
+  the standard ImageNet transforms, a DataLoader with workers, pinned memory, persistent workers;
+  the shuffle and every image's augmentation are functions of (data seed, epoch, position), so
+  the batches are the same with any number of workers and a resume continues exactly;
 - `synthetic`: one random batch made once on the device, for pure throughput.
 
 `check_image_folder` runs before any work (no torch) so that a bad folder is one line, exit 2.
@@ -13,9 +14,12 @@ Three sources, all yielding `(images, labels)` batches on the device, float, nor
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +35,102 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALISATIONS = ("imagenet", "symmetric")
 
 
+# How the formats that PIL reads for IMAGE_EXTENSIONS begin (GIF too: PIL opens one whatever its
+# name). WebP ("RIFF....WEBP") and PNM ("P1".."P6" and a blank) are tested in _starts_like_image.
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"BM",  # BMP
+    b"II*\x00",  # TIFF, little- and big-endian, classic and BigTIFF
+    b"MM\x00*",
+    b"II+\x00",
+    b"MM\x00+",
+    b"GIF87a",
+    b"GIF89a",
+)
+# Scans of image folders in this process, by root: (signature, scan). A command checks each job
+# before it starts and the run checks again; the files are read once per process (and again if a
+# class folder changed), and the warnings are printed once.
+_SCANS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+
+def _starts_like_image(head: bytes) -> bool:
+    return (
+        head.startswith(_SIGNATURES)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or re.match(rb"P[1-6]\s", head) is not None
+    )
+
+
+def is_readable_image(path: str) -> bool:
+    """Whether a file with an image name holds an image, from its first 12 bytes (one small
+    read: cheap on a million files). A file that starts like no known format, the rare case,
+    is opened by PIL (header only) before it is called unreadable. An empty file is not an
+    image; a file cut short after a valid header is not caught here (it fails when loaded)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    if not head:
+        return False
+    if _starts_like_image(head):
+        return True
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # PIL raises many kinds (UnidentifiedImageError, SyntaxError, ...)
+        return False
+
+
+def _scan_class(folder: Path) -> tuple[int, int, list[str]]:
+    """(images, files without an image name, image-named files that are no image) under a
+    class folder, walked as torchvision's ImageFolder walks it (sub-folders, symlinks)."""
+    n_images, n_other, unreadable = 0, 0, []
+    for dirpath, _, files in os.walk(folder, followlinks=True):
+        for f in files:
+            if not f.lower().endswith(IMAGE_EXTENSIONS):
+                n_other += 1
+            elif is_readable_image(path := os.path.join(dirpath, f)):
+                n_images += 1
+            else:
+                unreadable.append(path)
+    return n_images, n_other, sorted(unreadable)
+
+
+def _check_split(split_dir: Path) -> tuple[list[str], int, list[str]]:
+    """(class names, images, unreadable files) of one split; bad layouts are a UserError."""
+    names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not names:
+        raise UserError(f"{split_dir} has no class sub-folders (expected {split_dir}/<class>/*)")
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:  # I/O bound: threads
+        scans = list(pool.map(_scan_class, (split_dir / name for name in names)))
+    for name, (n_images, _, bad) in zip(names, scans, strict=True):
+        if not n_images:
+            what = "no readable images" if bad else "no images"
+            raise UserError(
+                f"class folder {split_dir / name} has {what} ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+    skipped = sum(s[1] for s in scans)
+    if skipped:
+        print(
+            f"warning: skipping {skipped} non-image file(s) under {split_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+    unreadable = [p for s in scans for p in s[2]]
+    return names, sum(s[0] for s in scans), unreadable
+
+
 def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
     """Validate `root/train` and `root/val` class folders; return class names and counts.
 
-    It counts what torchvision's ImageFolder will load: files with an image extension anywhere
-    under a class folder (sub-folders too, symlinks followed), by name only, so that the check
-    stays cheap on a million files."""
+    It counts what the training will load: files with an image extension anywhere under a
+    class folder (sub-folders too, symlinks followed) whose first bytes are an image's (see
+    is_readable_image); empty or corrupt ones are skipped with one warning line, here, before
+    any run directory exists, rather than failing the run when a worker meets them."""
     base = Path(str(root)).expanduser()
     layout = f"{base}/train/<class>/* and {base}/val/<class>/*"
     if not base.is_dir():
@@ -46,57 +140,73 @@ def check_image_folder(root: str, batch_size: int = 1) -> dict[str, Any]:
         )
     if not any(base.iterdir()):
         raise UserError(f"data.root {root} is empty (data=imagefolder needs {layout})")
-    info: dict[str, Any] = {}
+    for split in ("train", "val"):
+        if not (base / split).is_dir():
+            raise UserError(f"{base / split} is missing (data=imagefolder needs {layout})")
+    scan = _scan(base)
+    if scan["train_images"] < batch_size:
+        raise UserError(
+            f"{base / 'train'} has {scan['train_images']} images, fewer than one "
+            f"batch (train.batch_size={batch_size})"
+        )
+    return {k: v for k, v in scan.items() if k != "unreadable"}
+
+
+def _signature(base: Path) -> tuple[Any, ...]:
+    """The class folders' modification times: a file added or removed changes them."""
+    out = []
+    for split in ("train", "val"):
+        with os.scandir(base / split) as entries:
+            out += [(e.path, e.stat().st_mtime_ns) for e in entries if e.is_dir()]
+    return tuple(sorted(out))
+
+
+def _scan(base: Path) -> dict[str, Any]:
+    """Both splits of an image folder, read once per process (see _SCANS)."""
+    key, signature = os.path.normpath(base), _signature(base)
+    cached = _SCANS.get(key)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    scan: dict[str, Any] = {"unreadable": {}}
     classes: list[str] | None = None
     for split in ("train", "val"):
-        split_dir = base / split
-        if not split_dir.is_dir():
-            raise UserError(f"{split_dir} is missing (data=imagefolder needs {layout})")
-        names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-        if not names:
-            raise UserError(
-                f"{split_dir} has no class sub-folders (expected {split_dir}/<class>/*)"
-            )
-        skipped = 0
-        for name in names:
-            n_images = 0
-            for _, _, files in os.walk(split_dir / name, followlinks=True):
-                images = sum(f.lower().endswith(IMAGE_EXTENSIONS) for f in files)
-                n_images += images
-                skipped += len(files) - images
-            if not n_images:
-                raise UserError(
-                    f"class folder {split_dir / name} has no images ({', '.join(IMAGE_EXTENSIONS)})"
-                )
-            info[f"{split}_images"] = info.get(f"{split}_images", 0) + n_images
-        if skipped:
-            print(
-                f"warning: skipping {skipped} non-image file(s) under {split_dir}",
-                file=sys.stderr,
-                flush=True,
-            )
+        names, scan[f"{split}_images"], bad = _check_split(base / split)
+        scan["unreadable"][split] = frozenset(bad)
         if classes is None:
             classes = names
         elif names != classes:
-            only_val = sorted(set(names) - set(classes))
-            only_train = sorted(set(classes) - set(names))
-            diff = "; ".join(
-                f"only in {where}: {', '.join(n[:5])}{', ...' if len(n) > 5 else ''}"
-                for where, n in (("val", only_val), ("train", only_train))
-                if n
-            )
-            raise UserError(
-                f"{base}/val classes differ from {base}/train classes ({diff}); they must be "
-                f"the same folders"
-            )
-    if info["train_images"] < batch_size:
-        raise UserError(
-            f"{base / 'train'} has {info['train_images']} images, fewer than one "
-            f"batch (train.batch_size={batch_size})"
+            _classes_differ(base, classes, names)
+    unreadable = sorted(p for split in ("train", "val") for p in scan["unreadable"][split])
+    if unreadable:
+        print(
+            f"warning: skipping {len(unreadable)} empty or corrupt image file(s) under {base} "
+            f"(e.g. {unreadable[0]})",
+            file=sys.stderr,
+            flush=True,
         )
-    info["classes"] = classes
-    info["num_classes"] = len(classes or [])
-    return info
+    scan["classes"], scan["num_classes"] = classes, len(classes or [])
+    _SCANS[key] = (signature, scan)
+    return scan
+
+
+def _classes_differ(base: Path, train: list[str], val: list[str]) -> None:
+    only_val = sorted(set(val) - set(train))
+    only_train = sorted(set(train) - set(val))
+    diff = "; ".join(
+        f"only in {where}: {', '.join(n[:5])}{', ...' if len(n) > 5 else ''}"
+        for where, n in (("val", only_val), ("train", only_train))
+        if n
+    )
+    raise UserError(
+        f"{base}/val classes differ from {base}/train classes ({diff}); they must be "
+        f"the same folders"
+    )
+
+
+def _image_filter(base: Path, split: str) -> Callable[[str], bool]:
+    """ImageFolder's is_valid_file: an image name, and not found unreadable by the check."""
+    bad = _scan(base)["unreadable"][split]
+    return lambda path: path.lower().endswith(IMAGE_EXTENSIONS) and path not in bad
 
 
 def _normalise(x: Any, mode: str) -> Any:
@@ -195,51 +305,90 @@ def _transforms(resolution: int, train: bool, normalise: str) -> Any:
     )
 
 
-def _seed_worker(worker_id: int) -> None:
-    """DataLoader workers: numpy and random seeded from torch's per-worker seed."""
-    import random
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, the same in every process and Python version."""
+    data = b"".join(int(p).to_bytes(16, "little", signed=True) for p in parts)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
-    import torch
 
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+class SeededImages:
+    """A dataset indexed by (index, seed): the item's random transforms (crop, flip) draw from
+    a CPU generator seeded with `seed` alone, never from the state a process happens to be in.
+
+    Why: with DataLoader workers each worker's RNG advances with the items it has loaded, so a
+    resumed run's fresh workers would draw other crops than the interrupted run's old ones.
+    With a per-item seed the augmentation of an item depends only on (data seed, epoch,
+    position), whichever process loads it, and whatever was prefetched and thrown away."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        import torch
+
+        index, seed = item
+        saved = torch.get_rng_state()  # workers=0: the training process's RNG stays untouched
+        try:
+            torch.default_generator.manual_seed(seed)  # CPU only: torchvision's transforms
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(saved)
+
+
+class EpochSampler:
+    """(index, seed) pairs for one epoch: a permutation drawn from (data seed, epoch), from
+    position `start` on, each item with the augmentation seed of (data seed, epoch, position).
+
+    Everything is a function of those integers, so a resume sets `epoch` and `start` from the
+    checkpoint and continues exactly, without loading the skipped images again."""
+
+    def __init__(self, n: int, data_seed: int) -> None:
+        self.n, self.data_seed = n, data_seed
+        self.epoch, self.start = 0, 0
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        import torch
+
+        gen = torch.Generator().manual_seed(_mix_seed(self.data_seed, self.epoch))
+        order = torch.randperm(self.n, generator=gen).tolist()
+        for pos in range(self.start, self.n):
+            yield order[pos], _mix_seed(self.data_seed, self.epoch, pos)
 
 
 class LoaderStream:
-    """Endless whole-step batches from a DataLoader; epoch e is shuffled by (data_seed, e)."""
+    """Endless whole-step batches from a DataLoader over an EpochSampler (see there and at
+    SeededImages why a resume is exact with any number of workers)."""
 
     def __init__(
         self, dataset: Any, batch_size: int, workers: int, device: Any, data_seed: int
     ) -> None:
-        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
-        self.device, self.data_seed = device, data_seed
+        from torch.utils.data import DataLoader
+
+        self.batch_size, self.device = batch_size, device
         self.epoch, self.in_epoch, self.drawn = 0, 0, 0
+        self.sampler = EpochSampler(len(dataset), data_seed)
         self._it: Iterator[Any] | None = None
-        self._loader: Any = None
+        self._loader = DataLoader(
+            SeededImages(dataset),  # type: ignore[arg-type]
+            batch_size=batch_size,
+            sampler=self.sampler,  # type: ignore[arg-type]
+            drop_last=True,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
+            generator=_fixed_generator(data_seed),  # else each iter() draws from torch's RNG
+        )
 
     def _epoch_iterator(self) -> Iterator[Any]:
-        import torch
-        from torch.utils.data import DataLoader, RandomSampler
-
-        gen = torch.Generator().manual_seed(
-            (self.data_seed + self.epoch * 0x9E3779B97F4A7C15) % 2**63
-        )
-        sampler = RandomSampler(self.dataset, generator=gen)
-        if self._loader is None or self.workers == 0:
-            self._loader = DataLoader(
-                self.dataset,
-                batch_size=self.batch_size,
-                sampler=sampler,
-                drop_last=True,
-                num_workers=self.workers,
-                pin_memory=self.device.type == "cuda",
-                persistent_workers=self.workers > 0,
-                worker_init_fn=_seed_worker,
-                generator=torch.Generator().manual_seed(self.data_seed),
-            )
-        else:
-            self._loader.sampler.generator = gen  # persistent workers keep running
+        """The batches of the current epoch from batch `in_epoch` on (persistent workers keep
+        running; only the sampler's position changes)."""
+        self.sampler.epoch, self.sampler.start = self.epoch, self.in_epoch * self.batch_size
         return iter(self._loader)
 
     def next(self) -> Any:
@@ -259,11 +408,16 @@ class LoaderStream:
         return {"epoch": self.epoch, "in_epoch": self.in_epoch, "drawn": self.drawn}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at the checkpointed position; the next batch starts there (nothing replayed)."""
         self.epoch, self.drawn = int(state["epoch"]), int(state["drawn"])
-        self._it = self._epoch_iterator()
-        for _ in range(int(state["in_epoch"])):  # replay the position within the epoch
-            next(self._it)
         self.in_epoch = int(state["in_epoch"])
+        self._it = None
+
+
+def _fixed_generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator().manual_seed(seed)
 
 
 class EvalLoader:
@@ -284,6 +438,7 @@ class EvalLoader:
             shuffle=False,
             num_workers=workers,
             pin_memory=device.type == "cuda",
+            generator=_fixed_generator(eval_seed),  # evals leave the training RNG alone
         )
 
     def __iter__(self) -> Iterator[Any]:
@@ -306,8 +461,16 @@ def imagefolder_source(
     from torchvision.datasets import ImageFolder
 
     base = Path(str(root)).expanduser()
-    train = ImageFolder(str(base / "train"), transform=_transforms(resolution, True, normalise))
-    val = ImageFolder(str(base / "val"), transform=_transforms(resolution, False, normalise))
+    train = ImageFolder(
+        str(base / "train"),
+        transform=_transforms(resolution, True, normalise),
+        is_valid_file=_image_filter(base, "train"),
+    )
+    val = ImageFolder(
+        str(base / "val"),
+        transform=_transforms(resolution, False, normalise),
+        is_valid_file=_image_filter(base, "val"),
+    )
     if len(train) < batch_size:
         raise UserError(
             f"{base / 'train'} has {len(train)} images, fewer than one batch "
