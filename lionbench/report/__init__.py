@@ -92,11 +92,10 @@ def report(
     confirmed = read_studies(roots, runs, curves)
     problems = problem_table(runs)
     if out is not None:
-        from lionbench.report.plots import make_plots
+        from lionbench.report.plots import make_all_plots
 
         out.mkdir(parents=True, exist_ok=True)
-        for s in settings:
-            make_plots(s, curves, out)
+        make_all_plots(settings, out)
         render(settings, problems, runs, out, confirmed)
     if not quiet:
         from lionbench.report.render import print_console
