@@ -115,7 +115,8 @@ def setting_labels(settings: list[Setting]) -> list[str]:
         configs = [json.loads(str(firsts[i].get("setting_config") or "{}")) for i in alike]
         keys = sorted({k for c in configs for k in c if len({str(d.get(k)) for d in configs}) > 1})
         for i, c in zip(alike, configs, strict=True):
-            labels[i] += "".join(f" {k.rsplit('.', 1)[-1]}={c.get(k)}" for k in keys[:3])
+            said = [f"{k.rsplit('.', 1)[-1]}={c[k]}" for k in keys if c.get(k) is not None]
+            labels[i] = " ".join([labels[i], *said[:3]])
     counts = {lab: labels.count(lab) for lab in labels}
     seen: dict[str, int] = {}
     out = []

@@ -29,8 +29,9 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bo
 table{border-collapse:collapse;font-size:12.5px;margin:.3em 0 1em}
 th,td{padding:3px 9px;border-bottom:1px solid #e2e2e2;text-align:left;vertical-align:top}
 th{background:#f3f3f3;border-bottom:1px solid #bbb;font-weight:600}
+td{white-space:nowrap}td.wrap{white-space:normal;min-width:16em}
 th.num,td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.lines{white-space:pre-line}
+td.lines{white-space:pre-line;min-width:24em}
 .better{color:#1a7f37;font-weight:600}.worse{color:#c62828;font-weight:600}
 .nsd{color:#777}.warn{color:#a60}.meta{color:#555}
 figure{margin:.6em 0 1.2em;break-inside:avoid}figure img{max-width:100%;height:auto}
@@ -80,6 +81,7 @@ def table(df: pd.DataFrame, lines: tuple[str, ...] = ()) -> str:
     """A table of strings: text left, numbers right, verdict columns (and the `lines`
     columns, one item per line) coloured by their verdict words."""
     nums = numeric_columns(df)
+    long = {str(c) for c in df.columns if df[c].astype(str).str.len().max() > 40}
     head = "".join(
         f"<th{' class=num' if str(c) in nums else ''}>{html.escape(str(c))}</th>"
         for c in df.columns
@@ -91,6 +93,7 @@ def table(df: pd.DataFrame, lines: tuple[str, ...] = ()) -> str:
             col = str(col)
             text = str(v)
             cls = "num" if col in nums else "lines" if col in lines else ""
+            cls = cls or ("wrap" if col in long else "")
             body = colour(text) if ("verdict" in col or col in lines) else html.escape(text)
             cells.append(f"<td{f' class={cls}' if cls else ''}>{body}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

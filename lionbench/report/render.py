@@ -50,8 +50,9 @@ TARGET_COLUMNS = {
     "steps_vs_baseline": "steps vs baseline",
 }
 # Where each table and plot of a setting goes in the document, by the start of its title: the
-# verdict first, then the losses and their curves, the sweeps and their plots, speed, claims.
-ORDER = ("Paired", "Optimizers: val", "curves", "Steps", "", "lr sensitivity", "ratio sweep",
+# losses and their curves, the lr and ratio sweeps, targets, the paired tests behind the
+# overview's verdicts, speed, claims.
+ORDER = ("Optimizers: val", "curves", "lr sensitivity", "", "ratio sweep", "Steps", "Paired",
          "Optimizers: speed", "Claims")  # fmt: skip
 
 
