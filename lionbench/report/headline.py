@@ -33,9 +33,11 @@ def seed_count(s: Setting) -> int:
     return int(s.runs.loc[s.runs["status"].isin(("completed", "diverged")), "seed"].nunique())
 
 
-def verdict_parts(s: Setting) -> tuple[str, list[str], int | None]:
-    """(`<label>, <n> seeds`, one verdict per candidate arm, arms left out), or (head, [why
-    there is no verdict], None)."""
+def verdict_parts(
+    s: Setting, limit: int = HEADLINE_ARMS, vs: bool = True
+) -> tuple[str, list[str], int | None]:
+    """(`<label>, <n> seeds`, one verdict per candidate arm (`vs`: naming the baseline), arms
+    left out), or (head, [why there is no verdict], None)."""
     head = f"{s.label}, {seed_count(s)} seeds"
     if s.baseline is None:
         why = next(iter(s.warnings), "no baseline arm")
@@ -47,21 +49,19 @@ def verdict_parts(s: Setting) -> tuple[str, list[str], int | None]:
     keep = c["metric"].isin(HEADLINE_METRICS) & (c["target"].isna() | (c["target"] == tightest))
     arms = list(dict.fromkeys(c["arm"]))
     parts = []
-    for arm in arms[:HEADLINE_ARMS]:
+    for arm in arms[:limit]:
         rows = c[keep & (c["arm"] == arm)]
         said = "; ".join(describe(r) for _, r in rows.iterrows())
-        parts.append(f"{arm} vs {s.baseline}: {said}")
-    return head, parts, len(arms) - HEADLINE_ARMS
+        parts.append(f"{arm} vs {s.baseline}: {said}" if vs else f"{arm}: {said}")
+    return head, parts, len(arms) - limit
 
 
 def overview(settings: list[Setting]) -> pd.DataFrame:
     """One row per setting, the report's first table: what it is, its seeds, the baseline, and
-    each candidate arm's verdict on its own line."""
+    every candidate arm's verdict against it, one arm a line."""
     rows = []
     for s in settings:
-        _, parts, more = verdict_parts(s)
-        if more:
-            parts.append(f"and {more} more arms: see the paired comparisons")
+        _, parts, _ = verdict_parts(s, limit=len(s.optimizers), vs=False)
         rows.append(
             {
                 "setting": s.label,

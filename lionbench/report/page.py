@@ -139,7 +139,9 @@ def opening(
         body += [f"<li>{colour(st.headline)}</li>" for st in found]
         body.append("</ul>")
     if settings:
-        body.append("<h3>Overview: one line per setting (95% CI, Holm-adjusted p)</h3>")
+        body.append(
+            "<h3>Overview: each setting's arms against its baseline (95% CI, Holm-adjusted p)</h3>"
+        )
         body.append(overview_table(overview(settings), anchors))
     toc = [f"<a href='#sweep-{html.escape(st.name)}'>{html.escape(st.name)}</a>" for st in found]
     toc += [
