@@ -373,3 +373,16 @@ def test_verdict_words_are_coloured_and_numbers_right_aligned():
     assert "<th class=num>estimate</th>" in html and "<th>optimizer</th>" in html
     assert "<span class=better>better</span>" in html
     assert "<span class=worse>worse</span>" in html
+
+
+def test_curve_panels_are_train_loss_val_loss_and_top1_where_logged():
+    from lionbench.report.plots import panels
+
+    c = pd.DataFrame(
+        [
+            {"split": "train", "step": 5, "loss": 3.0, "lr": 0.1},
+            {"split": "val", "step": 5, "loss": 3.1, "ppl": 22.2, "top1": 0.4, "ema_top1": 0.3},
+        ]
+    )
+    assert panels(c) == [("train", "loss"), ("val", "loss"), ("val", "top1")]
+    assert panels(c.drop(columns=["top1"])) == [("train", "loss"), ("val", "loss")]
