@@ -137,7 +137,11 @@ def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured table; `|` in labels (user values) is escaped so rows stay rows."""
     cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    nums = page.numeric_columns(df)  # numbers right-aligned, as in the HTML
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "".join("--:|" if c in nums else "---|" for c in cols),
+    ]
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |")
     return "\n".join(lines)
