@@ -29,8 +29,8 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #ccc;padding-bo
 table{border-collapse:collapse;font-size:12.5px;margin:.3em 0 1em}
 th,td{padding:3px 9px;border-bottom:1px solid #e2e2e2;text-align:left;vertical-align:top}
 th{background:#f3f3f3;border-bottom:1px solid #bbb;font-weight:600}
-td{white-space:nowrap}td.wrap{white-space:normal;min-width:16em}
-th.num,td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td{white-space:nowrap}td.wrap{white-space:normal;min-width:12em}
+th.num,td.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 td.lines{white-space:pre-line;min-width:24em}
 .better{color:#1a7f37;font-weight:600}.worse{color:#c62828;font-weight:600}
 .nsd{color:#777}.warn{color:#a60}.meta{color:#555}

@@ -180,17 +180,17 @@ def floor_line(ax: Any, floor: pd.Series) -> None:
 
 
 def errorbars(ax: Any, x: pd.Series, rows: pd.DataFrame, label: str, color: str) -> None:
-    """Mean final val loss with 95% CI bars; a star on the lowest mean of the clean points."""
+    """Mean final val loss with 95% CI bars over seeds."""
     yerr = [t_half(sd, int(n)) for sd, n in zip(rows["final_val_loss_std"], rows["n"], strict=True)]
     ax.errorbar(x, rows["final_val_loss"], yerr=yerr, marker="o", ms=4, capsize=3, color=color,
                 label=label)  # fmt: skip
 
 
 def mark_best(ax: Any, x: float, y: float, text: str, color: str) -> None:
-    """A star and a note on the best point of a line."""
-    ax.plot([x], [y], marker="*", ms=15, color=color, mec="black", mew=0.6, zorder=5)
-    ax.annotate(text, (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8,
-                color=color, fontweight="bold")  # fmt: skip
+    """A star on the best point of a line, named in the legend (a note beside the point would
+    cover the other optimizers' points)."""
+    ax.plot([x], [y], ls="none", marker="*", ms=15, color=color, mec="black", mew=0.6, zorder=5,
+            label=text)  # fmt: skip
 
 
 def lr_plot(s: Setting, path: Path) -> None:
@@ -206,7 +206,7 @@ def lr_plot(s: Setting, path: Path) -> None:
         clean = rows[rows["diverged"] == 0]
         if len(rows) >= 2 and not clean.empty and clean["final_val_loss"].notna().any():
             b = clean.loc[clean["final_val_loss"].idxmin()]
-            mark_best(ax, b["lr"], b["final_val_loss"], f"best {optim} lr={b['lr']:.3g}", color)
+            mark_best(ax, b["lr"], b["final_val_loss"], f"best {optim}: lr={b['lr']:.3g}", color)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("final val loss")
@@ -226,7 +226,9 @@ def sweep_plot(s: Setting, path: Path) -> None:
         color = f"C{i % 10}"
         errorbars(ax, sw["ratio"], sw, f"{family} (mean, 95% CI over seeds)", color)
         for _, b in sw[sw["best"].astype(bool)].iterrows():
-            mark_best(ax, b["ratio"], b["final_val_loss"], f"best r={b['ratio']:g}", color)
+            mark_best(
+                ax, b["ratio"], b["final_val_loss"], f"best {family}: r={b['ratio']:g}", color
+            )
     opt = s.optimizers
     base = opt[opt["baseline"]] if "baseline" in opt else opt.iloc[:0]
     if not base.empty:

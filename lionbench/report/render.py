@@ -49,15 +49,14 @@ TARGET_COLUMNS = {
     "time_to_target_s": "time to target (s)",
     "steps_vs_baseline": "steps vs baseline",
 }
-# Where each table and plot of a setting goes in the document, by the start of its title: the
-# losses and their curves, the lr and ratio sweeps, targets, the paired tests behind the
-# overview's verdicts, speed, claims.
+# Where each table and plot of a setting goes, by the start of its title: losses and curves, lr
+# and ratio sweeps, targets, the paired tests behind the overview's verdicts, speed, claims.
 ORDER = ("Optimizers: val", "curves", "lr sensitivity", "", "ratio sweep", "Steps", "Paired",
          "Optimizers: speed", "Claims")  # fmt: skip
 
 
 def rank(title: str) -> int:
-    """A section's place in `ORDER` (the `` entry catches the ratio-sweep tables)."""
+    """A section's place in `ORDER` (`""` catches the ratio-sweep tables)."""
     for i, start in enumerate(ORDER):
         if start and title.startswith(start):
             return i
@@ -107,7 +106,8 @@ def display_tables(s: Setting) -> dict[str, pd.DataFrame]:
         t["final_val_loss"] = _pm_column(t, "final_val_loss")
         t["best"] = ["best" if b else n for b, n in zip(t["best"], t["note"], strict=True)]
         cols = ["ratio", "lr", "weight_decay", "n", "diverged", "final_val_loss", "best"]
-        out[f"{family} ratio sweep"] = fmt(t[cols])
+        names = {"weight_decay": "wd", "final_val_loss": "final val loss"}
+        out[f"{family} ratio sweep"] = fmt(t[cols].rename(columns=names))
     if not s.comparisons.empty:
         title = f"Paired comparisons with the baseline {s.baseline} (by seed; Holm per metric)"
         out[title] = comparison_display(s.comparisons)
