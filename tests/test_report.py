@@ -367,10 +367,11 @@ def test_verdict_words_are_coloured_and_numbers_right_aligned():
 
     df = pd.DataFrame(
         {"optimizer": ["lion r=3", "sgd lr=0.1"], "estimate": ["-0.02 [-0.03, -0.01]", "-"],
-         "verdict": ["better", "worse (the reverse)"]}
+         "seeds": ["0,1,2", "0,1"], "verdict": ["better", "worse (the reverse)"]}
     )  # fmt: skip
     html = page.table(df)
     assert "<th class=num>estimate</th>" in html and "<th>optimizer</th>" in html
+    assert "<th>seeds</th>" in html  # a list of seeds is text
     assert "<span class=better>better</span>" in html
     assert "<span class=worse>worse</span>" in html
 

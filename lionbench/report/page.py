@@ -72,7 +72,8 @@ def numeric_columns(df: pd.DataFrame) -> set[str]:
     for col in df.columns:
         cells = [str(v) for v in df[col]]
         known = [c for c in cells if c not in ("-", "", "nan", "None")]
-        if known and all(NUMBER_RE.match(c) for c in known):
+        # a list of seeds (`0,1,2`) is text, not a number
+        if known and all(NUMBER_RE.match(c) and not re.search(r"\d,\d", c) for c in known):
             out.add(str(col))
     return out
 
