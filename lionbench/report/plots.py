@@ -130,7 +130,6 @@ def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path:
     for ax, (split, metric) in zip(axes[0], shown, strict=True):
         part = c[c["split"] == split].dropna(subset=[metric])
         part = part.assign(**{metric: pd.to_numeric(part[metric], errors="coerce")})
-        lows: list[float] = []
         for arm, g in part.groupby("arm", sort=False):
             b = ci_band(g, metric)
             x = b.index.to_numpy() if axis == "step" else b["time_s"].to_numpy()
@@ -138,12 +137,11 @@ def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path:
             (line,) = ax.plot(x, b["mean"], style, color=colours.get(arm, "k"), lw=1.4,
                               label=f"{arm} (n={g['run_dir'].nunique()})")  # fmt: skip
             ax.fill_between(x, b["low"], b["high"], color=line.get_color(), alpha=0.18, lw=0)
-            lows.append(float(b["low"].min()))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{split} {metric}")
         ax.set_title(f"{split} {metric}", fontsize=10)
+        zoom(ax, part[metric], metric == "loss")
         if metric == "loss":
-            zoom(ax, part[metric], min(lows, default=math.nan))
             floor_line(ax, floor)
     fig.suptitle(
         f"{s.label}\nmean over seeds, band: 95% CI of the mean (t); baseline dashed", fontsize=10
@@ -152,16 +150,19 @@ def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path:
     save(fig, path, s, f"curves by {xlabel}", (handles, labels))
 
 
-def zoom(ax: Any, values: pd.Series, low: float) -> None:
-    """Keep the interesting range: from the lowest band edge to a little above the typical
-    start (the first steps' spike would squash the rest)."""
+def zoom(ax: Any, values: pd.Series, loss: bool) -> None:
+    """The range of the seeds' own values, not of the bands (with 2 seeds a 95% band is wide,
+    and a top-1 band would pass 0 and 1); a loss stops a little above its typical start (the
+    first steps' spike would squash the rest), a fraction (top-1) stays within [0, 1]."""
     v = values[np.isfinite(values)]
     if v.empty:
         return
-    lo = min(float(v.min()), low) if math.isfinite(low) else float(v.min())
-    hi = float(v.quantile(0.98))
-    if hi > lo:
-        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    lo, hi = float(v.min()), float(v.quantile(0.98) if loss else v.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1e-3)
+    lo, hi = lo - pad, hi + pad
+    if not loss and v.min() >= 0 and v.max() <= 1:
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    ax.set_ylim(lo, hi)
 
 
 def floor_line(ax: Any, floor: pd.Series) -> None:
