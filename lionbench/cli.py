@@ -270,7 +270,7 @@ def report(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Write report.md, report.html, CSV, Parquet and PNG plots here."),
+        typer.Option(help="Write report.md, report.html, CSV, Parquet and PNG+SVG plots here."),
     ] = None,
     target: Annotated[
         list[float] | None,
@@ -301,7 +301,7 @@ def report(
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if out is not None:
-        print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG plots")
+        print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG/SVG plots")
 
 
 @bench_app.command("optim")

@@ -5,8 +5,10 @@ of the baseline arm. No training here: every run directory is a fixture or writt
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -120,7 +122,10 @@ def test_schema1_runs_from_the_previous_release_load_complete_and_share_one_sett
     report_mod.report([SCHEMA1], out, [], [], quiet=True)
     for name in ("report.md", "report.html", "runs.csv", f"optimizers_{setting.key}.csv"):
         assert (out / name).stat().st_size > 0, name
-    assert (out / f"ratio_sweep_{setting.key}.png").exists()
+    for kind in ("ratio_sweep", "lr_sensitivity", "curves_step", "curves_time"):
+        for ext in ("png", "svg"):  # named by the label, never the setting hash
+            assert (out / f"{kind}_gpt2-smoke.{ext}").stat().st_size > 0, (kind, ext)
+    assert not list(out.glob(f"*{setting.key}*.png"))
     assert "Baseline: adamw lr=0.003 wd=0.1" in (out / "report.md").read_text()
 
 
@@ -290,3 +295,95 @@ def test_a_lion_run_with_its_lr_set_directly_is_not_labelled_by_ratio(tmp_path):
     write_run(tmp_path, "lion", 2e-4, 0.3, 0, ratio=3)  # optim.lr overridden
     arms = set(one_setting(tmp_path).optimizers["arm"])
     assert arms == {ADAMW, "lion r=3", "lion lr=0.0002 wd=0.3"}
+
+
+# ------------------------------------------------------------------------ the report as a document
+
+
+def test_a_band_is_the_95_percent_t_interval_of_the_mean_not_min_max():
+    from lionbench.report.plots import ci_band
+
+    g = pd.DataFrame(
+        {"step": [0, 0, 0, 10], "loss": [1.0, 2.0, 3.0, 5.0], "time_s": [0.0, 0.0, 0.0, 1.0]}
+    )
+    band = ci_band(g, "loss")
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
+    assert band.loc[0, "mean"] == pytest.approx(2.0)
+    assert band.loc[0, "low"] == pytest.approx(2.0 - half, rel=1e-5)
+    assert band.loc[0, "high"] == pytest.approx(2.0 + half, rel=1e-5)
+    assert band.loc[10, "low"] == band.loc[10, "high"] == 5.0  # one seed: no band
+
+
+def with_config(d: Path, **keys: object) -> None:
+    """Add top-level config blocks to a written run (a schedule, a grad clip...)."""
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    for key, value in keys.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_settings_are_named_by_schedule_and_other_differing_keys_never_numbered(tmp_path):
+    for seed in (0, 1):
+        for sched in ("cosine", "constant"):
+            for optim, lr, wd in (("adamw", 3e-3, 0.1), ("lion", 1e-3, 0.3)):
+                d = write_run(
+                    tmp_path / sched, optim, lr, wd, seed, ratio=3 if optim == "lion" else None
+                )
+                with_config(d, sched={"name": sched, "warmup_steps": 0})
+        d = write_run(tmp_path / "clip", "adamw", 3e-3, 0.1, seed)
+        with_config(d, sched={"name": "cosine", "warmup_steps": 0}, train={"grad_clip": 0.5})
+    settings = report_mod.report([tmp_path], None, [], [], quiet=True)
+    labels = sorted(s.label for s in settings)
+    assert labels == [
+        "gpt2 smoke sched=constant",
+        "gpt2 smoke sched=cosine",
+        "gpt2 smoke sched=cosine grad_clip=0.5",
+    ]
+    overview = report_mod.overview(settings)
+    assert list(overview["setting"]) == [s.label for s in settings]
+    row = overview.set_index("setting").loc["gpt2 smoke sched=cosine"]
+    assert row["seeds"] == 2 and row["baseline"] == ADAMW
+    assert row["verdict"].startswith("lion r=3: final val loss")
+
+
+def test_the_html_opens_with_an_overview_and_colours_verdicts(mixed, tmp_path):
+    out = tmp_path / "out"
+    assert len(report_mod.report([mixed], out, [], [], quiet=True)) == 1
+    text = (out / "report.html").read_text()
+    overview = text.index("Overview: each setting")
+    assert overview < text.index("<h2")  # before every section
+    assert "<a href='#gpt2-smoke'>gpt2 smoke</a>" in text and "id='gpt2-smoke'" in text
+    assert "@media print" in text
+    assert "<span class=nsd>no significant difference</span>" in text
+    assert "<th class=num>final val loss</th>" in text and "<th>optimizer</th>" in text
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {p[: -len(".png")] for p in pngs} == {p.name[: -len(".svg")] for p in out.glob("*.svg")}
+    for name in pngs:
+        assert f"({name})" in (out / "report.md").read_text()
+
+
+def test_verdict_words_are_coloured_and_numbers_right_aligned():
+    from lionbench.report import page
+
+    df = pd.DataFrame(
+        {"optimizer": ["lion r=3", "sgd lr=0.1"], "estimate": ["-0.02 [-0.03, -0.01]", "-"],
+         "seeds": ["0,1,2", "0,1"], "verdict": ["better", "worse (the reverse)"]}
+    )  # fmt: skip
+    html = page.table(df)
+    assert "<th class=num>estimate</th>" in html and "<th>optimizer</th>" in html
+    assert "<th>seeds</th>" in html  # a list of seeds is text
+    assert "<span class=better>better</span>" in html
+    assert "<span class=worse>worse</span>" in html
+
+
+def test_curve_panels_are_train_loss_val_loss_and_top1_where_logged():
+    from lionbench.report.plots import panels
+
+    c = pd.DataFrame(
+        [
+            {"split": "train", "step": 5, "loss": 3.0, "lr": 0.1},
+            {"split": "val", "step": 5, "loss": 3.1, "ppl": 22.2, "top1": 0.4, "ema_top1": 0.3},
+        ]
+    )
+    assert panels(c) == [("train", "loss"), ("val", "loss"), ("val", "top1")]
+    assert panels(c.drop(columns=["top1"])) == [("train", "loss"), ("val", "loss")]

@@ -19,7 +19,7 @@ import pandas as pd
 from lionbench.errors import UserError, check_output_dir
 from lionbench.report.analyse import Setting, analyse, default_targets
 from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
-from lionbench.report.headline import headline
+from lionbench.report.headline import headline, overview
 from lionbench.report.load import find_run_dirs, load_runs
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
 from lionbench.report.studies import Study, read_studies
@@ -38,6 +38,7 @@ __all__ = [
     "headline",
     "load_runs",
     "markdown_table",
+    "overview",
     "problem_table",
     "read_studies",
     "render",
@@ -92,11 +93,10 @@ def report(
     confirmed = read_studies(roots, runs, curves)
     problems = problem_table(runs)
     if out is not None:
-        from lionbench.report.plots import make_plots
+        from lionbench.report.plots import make_all_plots
 
         out.mkdir(parents=True, exist_ok=True)
-        for s in settings:
-            make_plots(s, curves, out)
+        make_all_plots(settings, out)
         render(settings, problems, runs, out, confirmed)
     if not quiet:
         from lionbench.report.render import print_console

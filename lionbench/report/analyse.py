@@ -9,6 +9,7 @@ ratios to it, and are left out when the setting has no baseline (docs/design.md,
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ RATIO_COLUMNS = ("steps_per_s", "examples_per_s", "opt_step_ms", "optimizer_stat
                  "peak_mem_mb")  # fmt: skip
 FINISHED = tuple(s.value for s in Status if s.finished)
 COUNTED = (Status.COMPLETED.value, Status.DIVERGED.value)  # a diverged seed stays in its arm
-LABEL_KEYS = (("data", "data"), ("batch", "batch_size"), ("steps", "planned_steps"))
+LABEL_KEYS = (("data", "data"), ("batch", "batch_size"), ("steps", "planned_steps"),
+              ("sched", "sched"))  # fmt: skip
 
 
 @dataclass
@@ -94,8 +96,8 @@ def analyse_setting(
 
 def setting_labels(settings: list[Setting]) -> list[str]:
     """Each setting named by recipe and scale plus every key whose value differs between the
-    settings (data, batch, steps, device...), never by a hash; settings that still read alike
-    (they differ in something else, e.g. the schedule) get #1, #2."""
+    settings (data, batch, steps, sched, device...), never by a hash; settings that still read
+    alike get the other config keys they differ in (`warmup_steps=10`), and only then #1, #2."""
     firsts = [s.runs.iloc[0] for s in settings]
     devices = [s.key.split("-", 1)[1] if "-" in s.key else "?" for s in settings]
     parts = [[str(f["recipe"]), str(f["scale"])] for f in firsts]
@@ -108,6 +110,13 @@ def setting_labels(settings: list[Setting]) -> list[str]:
         for p, d in zip(parts, devices, strict=True):
             p.append(f"device={d}")
     labels = [" ".join(p) for p in parts]
+    for lab in set(labels):
+        alike = [i for i, x in enumerate(labels) if x == lab]
+        configs = [json.loads(str(firsts[i].get("setting_config") or "{}")) for i in alike]
+        keys = sorted({k for c in configs for k in c if len({str(d.get(k)) for d in configs}) > 1})
+        for i, c in zip(alike, configs, strict=True):
+            said = [f"{k.rsplit('.', 1)[-1]}={c[k]}" for k in keys if c.get(k) is not None]
+            labels[i] = " ".join([labels[i], *said[:3]])
     counts = {lab: labels.count(lab) for lab in labels}
     seen: dict[str, int] = {}
     out = []

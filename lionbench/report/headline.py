@@ -21,25 +21,57 @@ HEADLINE_METRICS = ("final_val_loss", "steps_to_target")
 def headline(s: Setting) -> str:
     """`gpt2 smoke, 6 seeds: lion r=3 vs adamw lr=0.003 wd=0.1: final val loss -0.021
     [-0.030, -0.012], p=0.003, n=6 (better); steps to 1.6: 0.82x [...] (better)`."""
-    seeds = s.runs.loc[s.runs["status"].isin(("completed", "diverged")), "seed"].nunique()
-    head = f"{s.label}, {seeds} seeds"
+    head, parts, more = verdict_parts(s)
+    if more is None:
+        return f"{head}: {parts[0]}"
+    tail = f" (and {more} more arms: see the paired comparisons)" if more > 0 else ""
+    return f"{head}: " + " | ".join(parts) + tail
+
+
+def seed_count(s: Setting) -> int:
+    """Seeds that count: completed or diverged (a diverged seed stays in its arm)."""
+    return int(s.runs.loc[s.runs["status"].isin(("completed", "diverged")), "seed"].nunique())
+
+
+def verdict_parts(
+    s: Setting, limit: int = HEADLINE_ARMS, vs: bool = True
+) -> tuple[str, list[str], int | None]:
+    """(`<label>, <n> seeds`, one verdict per candidate arm (`vs`: naming the baseline), arms
+    left out), or (head, [why there is no verdict], None)."""
+    head = f"{s.label}, {seed_count(s)} seeds"
     if s.baseline is None:
         why = next(iter(s.warnings), "no baseline arm")
-        return f"{head}: no verdict ({why})"
+        return head, [f"no verdict ({why})"], None
     c = s.comparisons
     if c.empty:
-        return f"{head}: {s.baseline} is the only arm"
+        return head, [f"{s.baseline} is the only arm"], None
     tightest = c["target"].min()
     keep = c["metric"].isin(HEADLINE_METRICS) & (c["target"].isna() | (c["target"] == tightest))
     arms = list(dict.fromkeys(c["arm"]))
     parts = []
-    for arm in arms[:HEADLINE_ARMS]:
+    for arm in arms[:limit]:
         rows = c[keep & (c["arm"] == arm)]
         said = "; ".join(describe(r) for _, r in rows.iterrows())
-        parts.append(f"{arm} vs {s.baseline}: {said}")
-    more = len(arms) - HEADLINE_ARMS
-    tail = f" (and {more} more arms: see the paired comparisons)" if more > 0 else ""
-    return f"{head}: " + " | ".join(parts) + tail
+        parts.append(f"{arm} vs {s.baseline}: {said}" if vs else f"{arm}: {said}")
+    return head, parts, len(arms) - limit
+
+
+def overview(settings: list[Setting]) -> pd.DataFrame:
+    """One row per setting, the report's first table: what it is, its seeds, the baseline, and
+    every candidate arm's verdict against it, one arm a line."""
+    rows = []
+    for s in settings:
+        _, parts, _ = verdict_parts(s, limit=len(s.optimizers), vs=False)
+        rows.append(
+            {
+                "setting": s.label,
+                "seeds": seed_count(s),
+                "arms": len(s.optimizers),
+                "baseline": s.baseline or "none",
+                "verdict": "\n".join(parts),
+            }
+        )
+    return pd.DataFrame(rows, columns=["setting", "seeds", "arms", "baseline", "verdict"])
 
 
 def comparison_display(c: pd.DataFrame) -> pd.DataFrame:

@@ -81,7 +81,10 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
     check_by(by, keys)
     names = optimizer_names(rows)
     for i, cfg in configs:
-        rows[i]["setting"] = digest(setting_config(cfg, names), 8)
+        shared = setting_config(cfg, names)
+        rows[i]["setting"] = digest(shared, 8)
+        # what the settings share, flat: labels name the keys that tell two settings apart
+        rows[i]["setting_config"] = json.dumps(flatten(shared), sort_keys=True, default=str)
     runs = pd.DataFrame(rows)
     for col in NUMERIC:
         if col in runs:
@@ -136,6 +139,7 @@ def config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "batch_size": (cfg.get("train") or {}).get("batch_size"),
         "planned_steps": (cfg.get("train") or {}).get("steps"),
+        "sched": (cfg.get("sched") or {}).get("name"),
         "sweep_name": cfg.get("sweep_name"),
         "recipe_baseline": at_recipe_baseline(
             recipe, name or "", o.get("lr"), o.get("weight_decay"), hp

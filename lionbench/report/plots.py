@@ -1,13 +1,18 @@
-"""Matplotlib plots of one setting: val loss by step and by time, and each ratio sweep.
+"""Matplotlib plots of one setting: train and val curves (and top-1 where the recipe logs it) by
+step and by time, final val loss against lr for every optimizer, and each ratio sweep.
 
-matplotlib is imported inside the functions (Agg backend): `lionbench report` without `--out`,
-and every other command, never pays for it. Each plot is saved next to the report and recorded
-in `Setting.plots`, which render.py embeds.
+Bands are 95% t-intervals of the mean over seeds (`ci_band`), not min-max: they shrink with
+more seeds, as the paired tests' intervals do. Every plot is saved as PNG (embedded in the HTML)
+and SVG (for papers), named by the setting's label (`curves_step_gpt2-smoke-sched-cosine.png`),
+never by a hash. matplotlib is imported inside the functions (Agg backend): `lionbench report`
+without `--out`, and every other command, never pays for it.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,88 +20,232 @@ import numpy as np
 import pandas as pd
 
 from lionbench.optim.registry import OPTIMIZERS
+from lionbench.track import read_metrics
 
 if TYPE_CHECKING:
     from lionbench.report.analyse import Setting
 
+ALPHA = 0.05  # 95% bands, as the verdicts' confidence intervals
+NOT_METRICS = {"step", "split", "time_s", "examples", "lr", "loss", "ppl"}  # ppl: exp(loss)
 
-def make_plots(s: Setting, curves: pd.DataFrame, out: Path) -> None:
-    """curves_step_<key>.png, curves_time_<key>.png and, with 2+ ratios, ratio_sweep_<key>.png."""
+
+def t_half(std: float, n: int) -> float:
+    """Half-width of the 95% t-interval of a mean of n values (0 for one value: no band)."""
+    from scipy import stats as sps
+
+    if n < 2 or not math.isfinite(std):
+        return 0.0
+    return float(sps.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
+
+
+def ci_band(g: pd.DataFrame, value: str, by: str = "step") -> pd.DataFrame:
+    """Per `by`: mean of `value` over runs, the 95% t-interval (low, high), n, mean time."""
+    agg = g.groupby(by).agg(
+        mean=(value, "mean"), std=(value, "std"), n=(value, "count"), time_s=("time_s", "mean")
+    )
+    half = [t_half(sd, n) for sd, n in zip(agg["std"], agg["n"], strict=True)]
+    return agg.assign(low=agg["mean"] - half, high=agg["mean"] + half)
+
+
+def slug(label: str) -> str:
+    """A file-name form of a label: `gpt2 smoke sched=cosine` -> `gpt2-smoke-sched-cosine`."""
+    return re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-.") or "setting"
+
+
+def plot_names(settings: Iterable[Setting]) -> list[str]:
+    """One unique slug per setting (labels are unique; their slugs may clash: -2, -3 then)."""
+    out: list[str] = []
+    for s in settings:
+        name, k = slug(s.label), 2
+        while name in out:
+            name, k = f"{slug(s.label)}-{k}", k + 1
+        out.append(name)
+    return out
+
+
+def make_all_plots(settings: list[Setting], out: Path) -> None:
+    """Every setting's plots, each file named by the setting's label."""
+    for s, name in zip(settings, plot_names(settings), strict=True):
+        make_plots(s, out, name)
+
+
+def run_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
+    """Every train and val record of the runs (split, step, time_s, loss, top1, ...)."""
+    rows = [
+        {"run_dir": d, **r}
+        for d in run_dirs
+        for r in read_metrics(Path(d) / "metrics.jsonl")
+        if r.get("split") in ("train", "val")
+    ]
+    return pd.DataFrame(rows, columns=None if rows else ["run_dir", "split", "step", "loss"])
+
+
+def panels(c: pd.DataFrame) -> list[tuple[str, str]]:
+    """(split, metric) of each panel: train loss, val loss, then every other val metric logged
+    (top-1 on the image recipes); EMA copies are left to the tables."""
+    out = [(sp, "loss") for sp in ("train", "val") if (c["split"] == sp).any()]
+    val = c[c["split"] == "val"]
+    for col in val.columns:
+        if col in NOT_METRICS or col == "run_dir" or col.startswith("ema_"):
+            continue
+        if pd.to_numeric(val[col], errors="coerce").notna().any():
+            out.append(("val", col))
+    return out
+
+
+def make_plots(s: Setting, out: Path, name: str | None = None) -> None:
+    """curves_step_<name>, curves_time_<name>, lr_sensitivity_<name> (2+ lrs of an optimizer)
+    and ratio_sweep_<name> (2+ ratios), each .png and .svg."""
     import matplotlib
 
     matplotlib.use("Agg")
-
+    name = name or slug(s.label)
     done = s.runs[s.runs["status"] == "completed"]
     if done.empty:
         return
-    c = curves[curves["run_dir"].isin(done["run_dir"])].merge(
-        done[["run_dir", "arm", "optim"]], on="run_dir"
-    )
-    floor = done["loss_floor"].dropna()
-    for axis, xlabel in (("step", "step"), ("time_s", "training time (s)")):
-        curve_plot(s, c, floor, axis, xlabel, out)
+    c = run_curves(done["run_dir"]).merge(done[["run_dir", "arm"]], on="run_dir")
+    if not c.empty:
+        floor = done["loss_floor"].dropna()
+        for axis in ("step", "time"):
+            curve_figure(s, c, floor, axis, out / f"curves_{axis}_{name}")
+    if (
+        s.optimizers["lr"].notna().any()
+        and s.optimizers.groupby("optim")["lr"].nunique().max() >= 2
+    ):
+        lr_plot(s, out / f"lr_sensitivity_{name}")
     if not s.sweep.empty and s.sweep.groupby("family").size().max() >= 2:
-        sweep_plot(s, out)
+        sweep_plot(s, out / f"ratio_sweep_{name}")
 
 
-def curve_plot(
-    s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, xlabel: str, out: Path
-) -> None:
-    """Mean val loss per arm with the min-max band over seeds; the baseline dashed."""
+def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path: Path) -> None:
+    """One panel per (split, metric), one line per arm (the baseline dashed), 95% CI bands."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for arm, g in c.groupby("arm", sort=False):
-        if axis == "step":
-            stats = g.groupby("step")["loss"].agg(["mean", "min", "max"])
-            x = stats.index.to_numpy()
-        else:
-            stats = g.groupby("step").agg(
-                mean=("loss", "mean"), min=("loss", "min"), max=("loss", "max"),
-                x=("time_s", "mean"),
-            )  # fmt: skip
-            x = stats["x"].to_numpy()
-        style = "--" if arm == s.baseline else "-"
-        (line,) = ax.plot(x, stats["mean"], style, label=f"{arm} (n={g['run_dir'].nunique()})")
-        ax.fill_between(x, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
-    if not floor.empty:
-        ax.axhline(floor.mean(), color="gray", lw=0.8, ls=":", label="loss floor")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("val loss")
-    ax.set_title(f"val loss by {xlabel}: mean, min-max over seeds\n{s.label}", fontsize=9)
-    zoom(ax, c["loss"], floor)
-    name = f"curves_{'step' if axis == 'step' else 'time'}_{s.key}.png"
-    save(fig, out / name, s, f"val loss by {xlabel}")
+    shown = panels(c)
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(max(8.0, 4.6 * len(shown)), 3.8), squeeze=False
+    )
+    xlabel = "step" if axis == "step" else "training time (s)"
+    colours = {arm: f"C{i % 10}" for i, arm in enumerate(s.optimizers["arm"])}  # same in panels
+    for ax, (split, metric) in zip(axes[0], shown, strict=True):
+        part = c[c["split"] == split].dropna(subset=[metric])
+        part = part.assign(**{metric: pd.to_numeric(part[metric], errors="coerce")})
+        for arm, g in part.groupby("arm", sort=False):
+            b = ci_band(g, metric)
+            x = b.index.to_numpy() if axis == "step" else b["time_s"].to_numpy()
+            style = "--" if arm == s.baseline else "-"
+            (line,) = ax.plot(x, b["mean"], style, color=colours.get(arm, "k"), lw=1.4,
+                              label=f"{arm} (n={g['run_dir'].nunique()})")  # fmt: skip
+            ax.fill_between(x, b["low"], b["high"], color=line.get_color(), alpha=0.18, lw=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{split} {metric}")
+        ax.set_title(f"{split} {metric}", fontsize=10)
+        zoom(ax, part[metric], metric == "loss")
+        if metric == "loss":
+            floor_line(ax, floor)
+    fig.suptitle(
+        f"{s.label}\nmean over seeds, band: 95% CI of the mean (t); baseline dashed", fontsize=10
+    )
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    save(fig, path, s, f"curves by {xlabel}", (handles, labels))
 
 
-def sweep_plot(s: Setting, out: Path) -> None:
-    """Final val loss against the ratio, one line per family, the baseline as a band."""
+def zoom(ax: Any, values: pd.Series, loss: bool) -> None:
+    """The range of the seeds' own values, not of the bands (with 2 seeds a 95% band is wide,
+    and a top-1 band would pass 0 and 1); a loss stops a little above its typical start (the
+    first steps' spike would squash the rest), a fraction (top-1) stays within [0, 1]."""
+    v = values[np.isfinite(values)]
+    if v.empty:
+        return
+    lo, hi = float(v.min()), float(v.quantile(0.98) if loss else v.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1e-3)
+    lo, hi = lo - pad, hi + pad
+    if not loss and v.min() >= 0 and v.max() <= 1:
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    ax.set_ylim(lo, hi)
+
+
+def floor_line(ax: Any, floor: pd.Series) -> None:
+    """The recipe's loss floor: a line when it lies in the plotted range, else a note (a line
+    far below the curves would squash them)."""
+    if floor.empty:
+        return
+    f = float(floor.mean())
+    lo, hi = ax.get_ylim()
+    if lo <= f <= hi:
+        ax.axhline(f, color="gray", lw=0.8, ls=":", label="loss floor")
+    else:
+        where = "below" if f < lo else "above"
+        ax.annotate(f"loss floor {f:.3g} ({where} the plot)", xy=(0.98, 0.02 if f < lo else 0.95),
+                    xycoords="axes fraction", ha="right", fontsize=7, color="gray")  # fmt: skip
+
+
+def errorbars(ax: Any, x: pd.Series, rows: pd.DataFrame, label: str, color: str) -> None:
+    """Mean final val loss with 95% CI bars over seeds."""
+    yerr = [t_half(sd, int(n)) for sd, n in zip(rows["final_val_loss_std"], rows["n"], strict=True)]
+    ax.errorbar(x, rows["final_val_loss"], yerr=yerr, marker="o", ms=4, capsize=3, color=color,
+                label=label)  # fmt: skip
+
+
+def mark_best(ax: Any, x: float, y: float, text: str, color: str) -> None:
+    """A star on the best point of a line, named in the legend (a note beside the point would
+    cover the other optimizers' points)."""
+    ax.plot([x], [y], ls="none", marker="*", ms=15, color=color, mec="black", mew=0.6, zorder=5,
+            label=text)  # fmt: skip
+
+
+def lr_plot(s: Setting, path: Path) -> None:
+    """Final val loss against lr for each optimizer (Lion and AdamW alike), best of each marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    opt = s.optimizers[s.optimizers["n"] > 0]
+    for i, (optim, rows) in enumerate(opt.groupby("optim", sort=True)):
+        rows = rows.sort_values("lr")
+        color = f"C{i % 10}"
+        errorbars(ax, rows["lr"], rows, f"{optim} (mean, 95% CI over seeds)", color)
+        clean = rows[rows["diverged"] == 0]
+        if len(rows) >= 2 and not clean.empty and clean["final_val_loss"].notna().any():
+            b = clean.loc[clean["final_val_loss"].idxmin()]
+            mark_best(ax, b["lr"], b["final_val_loss"], f"best {optim}: lr={b['lr']:.3g}", color)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("final val loss")
+    ax.set_title(f"lr sensitivity: final val loss vs lr\n{s.label}", fontsize=10)
+    save(fig, path, s, "lr sensitivity")
+
+
+def sweep_plot(s: Setting, path: Path) -> None:
+    """Final val loss against the ratio, one line per family, the best r starred, the baseline
+    as its 95% CI band."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for family, sw in s.sweep.groupby("family", sort=True):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (family, sw) in enumerate(s.sweep.groupby("family", sort=True)):
         sw = sw.sort_values("ratio")
-        ax.errorbar(
-            sw["ratio"], sw["final_val_loss"], yerr=sw["final_val_loss_std"].fillna(0),
-            marker="o", capsize=3, label=f"{family} (mean ± std over seeds)",
-        )  # fmt: skip
+        color = f"C{i % 10}"
+        errorbars(ax, sw["ratio"], sw, f"{family} (mean, 95% CI over seeds)", color)
+        for _, b in sw[sw["best"].astype(bool)].iterrows():
+            mark_best(
+                ax, b["ratio"], b["final_val_loss"], f"best {family}: r={b['ratio']:g}", color
+            )
     opt = s.optimizers
     base = opt[opt["baseline"]] if "baseline" in opt else opt.iloc[:0]
     if not base.empty:
         b = base.iloc[0]
-        std = 0 if math.isnan(b["final_val_loss_std"]) else b["final_val_loss_std"]
+        half = t_half(b["final_val_loss_std"], int(b["n"]))
         mean = b["final_val_loss"]
-        ax.axhspan(mean - std, mean + std, color="tab:orange", alpha=0.2)
-        ax.axhline(mean, color="tab:orange", ls="--", label=f"{b['arm']} (mean ± std)")
+        ax.axhspan(mean - half, mean + half, color="gray", alpha=0.2)
+        ax.axhline(mean, color="gray", ls="--", label=f"{b['arm']} (baseline, 95% CI)")
     ratios = sorted(s.sweep["ratio"].unique())
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
     ax.set_xlabel(f"ratio r  ({ratio_rule(s.sweep['optim'].iloc[0])})")
     ax.set_ylabel("final val loss")
-    ax.set_title(f"lr/wd ratio sweep\n{s.label}", fontsize=9)
-    save(fig, out / f"ratio_sweep_{s.key}.png", s, "ratio sweep")
+    ax.set_title(f"lr/wd ratio sweep\n{s.label}", fontsize=10)
+    save(fig, path, s, "ratio sweep")
 
 
 def ratio_rule(optim: str) -> str:
@@ -106,22 +255,24 @@ def ratio_rule(optim: str) -> str:
     return f"{optim} lr = {base} lr / r, wd = {base} wd × r"
 
 
-def save(fig: Any, path: Path, s: Setting, title: str) -> None:
-    """Legend, grid, layout, PNG, close; one place so every plot looks alike."""
+def save(fig: Any, path: Path, s: Setting, title: str, legend: Any = None) -> None:
+    """Legend (below the panels when given), grid, layout, PNG and SVG, close: one place so
+    every plot looks alike. The PNG is what the HTML embeds; `Setting.plots` records it."""
     import matplotlib.pyplot as plt
 
-    ax = fig.axes[0]
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+    if legend is None:
+        fig.axes[0].legend(fontsize=7)
+        fig.tight_layout()
+    else:
+        handles, labels = legend
+        rows = math.ceil(len(labels) / 3)
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8,
+                   frameon=False)  # fmt: skip
+        fig.tight_layout(rect=(0, min(0.4, 0.06 * rows + 0.02), 1, 1))
+    png = path.parent / f"{path.name}.png"  # names hold dots (`lr-0.003`): no with_suffix
+    fig.savefig(png, dpi=130)
+    fig.savefig(path.parent / f"{path.name}.svg")
     plt.close(fig)
-    s.plots[title] = path
-
-
-def zoom(ax: Any, losses: pd.Series, floor: pd.Series) -> None:
-    """Keep the interesting range: from the floor (or min) to a little above the start."""
-    lo = min(losses.min(), floor.mean()) if not floor.empty else losses.min()
-    hi = losses.quantile(0.98)
-    if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
-        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    s.plots[title] = png

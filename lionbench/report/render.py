@@ -4,7 +4,6 @@ table as CSV and Parquet. Nothing here computes a number; analyse.py does.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import html
 import math
@@ -14,8 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from lionbench.report import page
 from lionbench.report.analyse import Setting
 from lionbench.report.headline import comparison_display, headline
+from lionbench.report.plots import plot_names
 from lionbench.report.studies import Study
 from lionbench.track import atomic_write_text
 
@@ -48,13 +49,18 @@ TARGET_COLUMNS = {
     "time_to_target_s": "time to target (s)",
     "steps_vs_baseline": "steps vs baseline",
 }
-STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-    "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
-    "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-    "th{background:#f3f3f3}.warn{color:#a60}img{max-width:100%}"
-    "figure{display:inline-block;margin:0.5em}"
-)
+# Where each table and plot of a setting goes, by the start of its title: losses and curves, lr
+# and ratio sweeps, targets, the paired tests behind the overview's verdicts, speed, claims.
+ORDER = ("Optimizers: val", "curves", "lr sensitivity", "", "ratio sweep", "Steps", "Paired",
+         "Optimizers: speed", "Claims")  # fmt: skip
+
+
+def rank(title: str) -> int:
+    """A section's place in `ORDER` (`""` catches the ratio-sweep tables)."""
+    for i, start in enumerate(ORDER):
+        if start and title.startswith(start):
+            return i
+    return ORDER.index("")
 
 
 def pm(mean: float, std: float, digits: int = 4) -> str:
@@ -100,7 +106,8 @@ def display_tables(s: Setting) -> dict[str, pd.DataFrame]:
         t["final_val_loss"] = _pm_column(t, "final_val_loss")
         t["best"] = ["best" if b else n for b, n in zip(t["best"], t["note"], strict=True)]
         cols = ["ratio", "lr", "weight_decay", "n", "diverged", "final_val_loss", "best"]
-        out[f"{family} ratio sweep"] = fmt(t[cols])
+        names = {"weight_decay": "wd", "final_val_loss": "final val loss"}
+        out[f"{family} ratio sweep"] = fmt(t[cols].rename(columns=names))
     if not s.comparisons.empty:
         title = f"Paired comparisons with the baseline {s.baseline} (by seed; Holm per metric)"
         out[title] = comparison_display(s.comparisons)
@@ -130,15 +137,22 @@ def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured table; `|` in labels (user values) is escaped so rows stay rows."""
     cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    nums = page.numeric_columns(df)  # numbers right-aligned, as in the HTML
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "".join("--:|" if c in nums else "---|" for c in cols),
+    ]
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |")
     return "\n".join(lines)
 
 
-def setting_sections(s: Setting) -> tuple[list[str], list[str]]:
-    """(markdown lines, HTML fragments) of one setting: warnings, arms, tables, plots."""
-    md, body = [f"## {s.label}", ""], [f"<h2>{html.escape(s.label)}</h2>"]
+def setting_sections(s: Setting, anchor: str, first: bool = False) -> tuple[list[str], list[str]]:
+    """(markdown lines, HTML fragments) of one setting: warnings, the arms, then its tables and
+    plots in `ORDER`."""
+    first_cls = " class=first" if first else ""
+    md = [f"## {s.label}", ""]
+    body = [f"<h2 id='{anchor}'{first_cls}>{html.escape(s.label)}</h2>"]
     for w in s.warnings:
         md += [f"> warning: {w}", ""]
         body.append(f"<p class=warn>warning: {html.escape(w)}</p>")
@@ -149,17 +163,16 @@ def setting_sections(s: Setting) -> tuple[list[str], list[str]]:
     base = f"Baseline: {s.baseline}" if s.baseline else f"Baseline: none ({s.baseline_optim})"
     for line in (compared, base):
         md += [line, ""]
-        body.append(f"<p>{html.escape(line)}</p>")
-    for title, table in display_tables(s).items():
-        md += [f"### {title}", "", markdown_table(table), ""]
-        body.append(f"<h3>{html.escape(title)}</h3>" + table.to_html(index=False, border=0))
-    for title, path in s.plots.items():
-        md += [f"![{title}]({path.name})", ""]
-        data = base64.b64encode(path.read_bytes()).decode()
-        body.append(
-            f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        )
+        body.append(f"<p class=meta>{html.escape(line)}</p>")
+    items: list[tuple[str, pd.DataFrame | Path]] = [*display_tables(s).items(), *s.plots.items()]
+    for title, item in sorted(items, key=lambda it: rank(it[0])):  # stable: tables keep order
+        if isinstance(item, pd.DataFrame):
+            md += [f"### {title}", "", markdown_table(item), ""]
+            body.append(f"<h3>{html.escape(title)}</h3>" + page.table(item))
+        else:
+            svg = item.name[: -len(".png")] + ".svg"
+            md += [f"![{title}]({item.name})", "", f"[{title} (SVG)]({svg})", ""]
+            body.append(page.figure(title, item))
     return md, body
 
 
@@ -167,10 +180,14 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
     """(markdown lines, HTML fragments): each sweep's confirmed verdict and its claims table."""
     md: list[str] = []
     body: list[str] = []
-    for st in found:
+    for i, st in enumerate(found):
         md += [f"## Sweep {st.name}: confirmed verdict and claims", "", st.headline, ""]
-        body.append(f"<h2>Sweep {html.escape(st.name)}: confirmed verdict and claims</h2>")
-        body.append(f"<p>{html.escape(st.headline)}</p>")
+        cls = " class=first" if i == 0 else ""
+        body.append(
+            f"<h2 id='sweep-{html.escape(st.name)}'{cls}>Sweep {html.escape(st.name)}: "
+            "confirmed verdict and claims</h2>"
+        )
+        body.append(f"<p>{page.colour(st.headline)}</p>")
         tables = {"Claims (paired tests on the runs named by the manifests)": st.claims}
         if not st.comparisons.empty:
             tables["Confirmation runs: paired comparisons"] = comparison_display(st.comparisons)
@@ -178,7 +195,7 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
             if table.empty:
                 continue
             md += [f"### {title}", "", markdown_table(table), ""]
-            body.append(f"<h3>{html.escape(title)}</h3>" + table.to_html(index=False, border=0))
+            body.append(f"<h3>{html.escape(title)}</h3>" + page.table(table))
     return md, body
 
 
@@ -189,39 +206,26 @@ def render(
     out: Path,
     found: Sequence[Study] = (),
 ) -> None:
-    """report.md, self-contained report.html, CSV and Parquet of every table. Confirmed sweep
-    verdicts come first: they are the ones free of the winner's curse."""
-    counts = f"{len(runs)} run directories: " + ", ".join(
-        f"{n} {k}" for k, n in runs["status"].value_counts().items()
-    )
-    lines = [st.headline for st in found] + [headline(s) for s in settings]
-    md = ["# lionbench report", "", *[f"- {line}" for line in lines], "", counts, ""]
-    body = ["<h1>lionbench report</h1><ul>"]
-    body += [f"<li>{html.escape(line)}</li>" for line in lines]
-    body.append(f"</ul><p>{html.escape(counts)}</p>")
+    """report.md, self-contained report.html, CSV and Parquet of every table."""
+    anchors = plot_names(settings)
+    md, body = page.opening(settings, runs, found, anchors)
     s_md, s_body = study_sections(found)
     md += s_md
     body += s_body
-    for s in settings:
-        s_md, s_body = setting_sections(s)
+    for i, s in enumerate(settings):
+        s_md, s_body = setting_sections(s, anchors[i], first=i == 0 and not found)
         md += s_md
         body += s_body
     md += ["## Diverged, failed and unfinished runs", ""]
-    body.append("<h2>Diverged, failed and unfinished runs</h2>")
+    body.append("<h2 id=problems>Diverged, failed and unfinished runs</h2>")
     if problems.empty:
         md += ["None.", ""]
         body.append("<p>None.</p>")
     else:
         md += [markdown_table(problems), ""]
-        body.append(problems.to_html(index=False, border=0))
+        body.append(page.table(problems))
     atomic_write_text(out / "report.md", "\n".join(md))
-    atomic_write_text(
-        out / "report.html",
-        f"<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>lionbench report</title><style>{STYLE}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>",
-    )
+    atomic_write_text(out / "report.html", page.document(body))
     write_tables(settings, problems, runs, out, found)
 
 
