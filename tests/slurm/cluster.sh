@@ -94,11 +94,11 @@ CONF
 
 alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
-ready() { sinfo -h -p "$PARTITION" -o %t 2>/dev/null | grep -Eq '^(idle|mix|alloc)'; }
+ready() { [ -f "$CONF" ] && sinfo -h -p "$PARTITION" -o %t 2>/dev/null | grep -Eq '^(idle|mix|alloc|comp)'; }
 
 start() {
     mkdir -p "$DIR"
-    if ready && alive slurmctld && alive slurmd; then say "running ($CONF)"; return 0; fi
+    if alive slurmctld && alive slurmd && ready; then say "running ($CONF)"; return 0; fi
     install_packages
     start_munge
     write_conf
