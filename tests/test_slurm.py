@@ -100,6 +100,28 @@ def wait_for_job(job: str, timeout: float = JOB_TIMEOUT_S) -> None:
         time.sleep(0.5)
 
 
+def job_fields(job: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True)
+    return dict(f.split("=", 1) for f in out.stdout.split() if "=" in f)
+
+
+def start_requeued_at_once(job: str, timeout: float = JOB_TIMEOUT_S) -> None:
+    """SLURM holds a requeued job back for about two minutes (reason BeginTime); once the job
+    is requeued, let it start at once (`scontrol update JobId=... StartTime=now`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        f = job_fields(job)
+        if int(f.get("Restarts", "0")) > 0:
+            if f.get("JobState") == "PENDING" and f.get("Reason") == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+                return
+            if f.get("JobState") not in ACTIVE - {"RUNNING"}:  # running again, or ended
+                return
+        assert f.get("JobState") in ACTIVE, f"SLURM job {job} ended without being requeued: {f}"
+        assert time.monotonic() < deadline, f"SLURM job {job} was not requeued"
+        time.sleep(0.2)
+
+
 def without_time(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
 
@@ -174,9 +196,14 @@ def test_a_requeued_job_resumes_bit_for_bit(cluster, tmp_path):
         "--requeue",
         env=hooked_env(LIONBENCH_TEST_REQUEUE="1"),
     )
-    reference = tmp_path / "reference"
-    assert run_inprocess(reference, *LONG) == 0  # meanwhile, the uninterrupted run here
+    reference = tmp_path / "reference"  # meanwhile, the uninterrupted run, here
+    ref_run = subprocess.Popen(
+        [sys.executable, "-m", "lionbench", "run", *SMOKE, f"results_dir={reference}", *LONG],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=hooked_env(),
+    )  # fmt: skip
+    start_requeued_at_once(job)
     wait_for_job(job)
+    assert ref_run.wait(timeout=JOB_TIMEOUT_S) == 0, ref_run.stderr.read()[-3000:]
     log = "\n".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     (d,), (ref,) = run_dirs(results), run_dirs(reference)
     s = summary(d)
