@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lionbench import config
+from lionbench import config, slurm
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError
 from lionbench.lock import check_free
 from lionbench.recipe import load_recipe
@@ -47,6 +47,7 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
     flags, overrides = config.split_args(args)
     if config.is_passthrough(flags):
         return None
+    slurm.check_launcher(overrides)
     extra_dirs = config.config_dirs(flags)
     cfgs = []
     for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):

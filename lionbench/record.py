@@ -172,6 +172,8 @@ class RunSummary:
     git_rev: str | None = None
     hostname: str | None = None
     pid: int | None = None
+    slurm_job_id: str | None = None  # the SLURM job that trained it (the last one, if requeued)
+    slurm_log: str | None = None  # that job's log (submitit's stderr file, or sbatch's)
     started_at: str | None = None
     ended_at: str | None = None
     wall_s: float | None = None

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import lionbench
-from lionbench import checkpoint, console, distributed, train
+from lionbench import checkpoint, console, distributed, slurm, train
 from lionbench.device import device_name, git_revision, resolve_device
 from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, Interrupted
 from lionbench.lock import RunLock
@@ -179,6 +179,7 @@ def identity_summary(cfg: dict[str, Any], device: torch.device) -> RunSummary:
         git_rev=git_revision(),
         hostname=platform.node(),
         pid=os.getpid(),
+        **slurm.job_info(),
     )
     if spec.ratio_of:  # the effective ratio (lr and wd can be overridden directly)
         base = cfg["recipe"][spec.ratio_of]

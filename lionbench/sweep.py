@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench import app, config
+from lionbench import app, config, slurm
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
 from lionbench.record import Status, json_safe, read_summary, status_of
 
@@ -187,6 +187,7 @@ def setup(
             f"fresh seeds, or none)"
         )
     flags, plain = config.split_args(overrides)
+    slurm.check_launcher(plain)
     cfg = config.compose(plain, config.config_dirs(flags))
     base = cfg.recipe.get("adamw") or {}
     if base.get("lr") is None:
@@ -275,9 +276,12 @@ def run_round(sw: Sweep, stage: str, points: dict[str, list[float]], seeds: list
 
 def launch(sw: Sweep, stage: str, jobs: list[Job]) -> int:
     """Run the jobs in order; every job is checked before the first starts, and every run is
-    recorded in `sw.runs` with its status before the round. Returns a signal's exit code, or 0."""
+    recorded in `sw.runs` with its status before the round. A job whose runs all finished is
+    not launched (on a cluster: no job to queue). Returns a signal's exit code, or 0."""
     checked = [app.precheck(job.args) or [] for job in jobs]
+    pending = []  # per job: does any of its runs still need training?
     for job, cfgs in zip(jobs, checked, strict=True):
+        first = len(sw.runs)
         for cfg, path in app.run_dirs(cfgs):
             o = cfg["optim"]
             value = value_of(sw, job.optim, cfg, job.values)
@@ -285,10 +289,13 @@ def launch(sw: Sweep, stage: str, jobs: list[Job]) -> int:
                 Run(stage, job.optim, value, cfg["seed"], path, status_of(path), o["lr"],
                     o["weight_decay"], job.label)
             )  # fmt: skip
+        pending.append(not all(r.before.finished for r in sw.runs[first:]))
     n = sum(len(cfgs) for cfgs in checked)
     done = sum(r.before.finished for r in sw.runs[-n:]) if n else 0
     print(f"sweep {sw.name}: {stage}: {n} runs, {done} already finished", flush=True)
-    for job, cfgs in zip(jobs, checked, strict=True):
+    for job, cfgs, todo in zip(jobs, checked, pending, strict=True):
+        if not todo:  # every run finished: submit nothing (on a cluster, no job to queue)
+            continue
         code = app.main(job.args, cfgs)
         if code >= 128:  # interrupted by a signal: checkpointed; the same command resumes
             return code
@@ -515,6 +522,21 @@ def optimum_line(sw: Sweep, optim: str, c: Choice) -> str:
     )
 
 
+def problem_line(path: Path) -> str | None:
+    """For a run that failed (or left no result): what went wrong and where to read more, the
+    SLURM job's log included when a cluster ran it."""
+    status = status_of(path)
+    if not status.problem:
+        return None
+    s = read_summary(path / "summary.json")
+    where = [f"error: {s.error}"] if s is not None and s.error else []
+    if (path / "error.log").exists():
+        where.append(f"traceback: {path / 'error.log'}")
+    if s is not None and s.slurm_job_id:
+        where.append(f"SLURM job {s.slurm_job_id} log: {s.slurm_log or 'unknown'}")
+    return f"{status}: {path}" + (f" ({'; '.join(where)})" if where else "")
+
+
 def account(
     sw: Sweep, chosen: dict[str, Choice], manifest: Path, also: tuple[str, ...] = ()
 ) -> int:
@@ -548,6 +570,9 @@ def account(
     console.print(
         "  ".join(f"{k}: {counts[k]}" for k in order if counts[k] or k in order[:4]), soft_wrap=True
     )
+    for r in sw.runs:
+        if line := problem_line(r.path):
+            console.print(line, soft_wrap=True, markup=False)
     for o in OPTIMS:
         console.print(optimum_line(sw, o, chosen[o]), soft_wrap=True)
     console.print(f"manifest: {manifest}", soft_wrap=True)

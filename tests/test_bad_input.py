@@ -435,3 +435,53 @@ def test_help_is_still_help():
     assert res.returncode == 0 and "optim" in res.stdout
     res = run_cli("prepare")  # a group without its command: its help, as before (exit 2)
     assert res.returncode == 2 and "text" in res.stdout and "error" not in res.stderr
+
+
+# ------------------------------------------- hydra/launcher=submitit_slurm without a cluster
+
+
+def _fake_slurm(tmp: Path, ping: str, ping_code: int) -> Path:
+    """A PATH with SLURM's client commands as stand-ins: `scontrol ping` answers `ping`,
+    `sinfo` knows one partition, debug."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    scripts = {
+        "sbatch": "exit 0",
+        "srun": "exit 0",
+        "scontrol": f"echo '{ping}'; exit {ping_code}",
+        "sinfo": "echo debug",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+SLURM_CASES = {
+    "no SLURM commands": (lambda tmp: tmp, [], "sbatch, srun, scontrol is not on PATH"),
+    "controller down": (
+        lambda tmp: _fake_slurm(tmp, "Slurmctld(primary) at vm is DOWN", 1),
+        [],
+        "needs a SLURM controller, but none answers `scontrol ping`",
+    ),
+    "unknown partition": (
+        lambda tmp: _fake_slurm(tmp, "Slurmctld(primary) at vm is UP", 0),
+        ["hydra.launcher.partition=gpu"],
+        "no such SLURM partition (accepted: debug)",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("path,extra,expected", SLURM_CASES.values(), ids=SLURM_CASES.keys())
+def test_submitit_slurm_without_slurm(tmp_path, command, path, extra, expected):
+    results = tmp_path / "results"
+    args = ["-m"] if command == "run" else ["--ratios", "3", "--seeds", "0"]
+    (tmp_path / "slurm.conf").write_text("")  # read by the stand-ins' real counterparts only
+    env = {"PATH": str(path(tmp_path)), "SLURM_CONF": str(tmp_path / "slurm.conf")}
+    res = run_cli(
+        command, *args, *SMOKE, f"results_dir={results}", "hydra/launcher=submitit_slurm",
+        *extra, env=env,
+    )  # fmt: skip
+    _assert_rejected(res, expected)
+    assert not results.exists()

@@ -190,6 +190,30 @@ def test_default_adamw_multipliers_match_the_ratio_count():
     ]
 
 
+def test_a_group_of_finished_runs_is_not_launched_again(tmp_path, monkeypatch, capsys):
+    """On a cluster every launch queues jobs: a second sweep launches only the multiruns that
+    hold a run still to train (here the Lion group of the one run whose summary is gone)."""
+    launches = record_launches(monkeypatch, lambda o, lr: 1.0)
+    overrides = [*TINY, f"results_dir={tmp_path}", "hydra/launcher=submitit_local"]
+
+    def sweep(overrides: list[str]) -> int:
+        return sweep_mod.run_sweep(
+            [3.0, 10.0], [0, 1], None, "basic", overrides, confirm_seeds=[], max_extend=0
+        )
+
+    assert sweep(overrides) == 0
+    assert sorted(launches) == [(0, "adamw", 4), (0, "lion", 4)]  # parallel: one per optimizer
+    launches.clear()
+    assert sweep(overrides) == 0
+    assert launches == []
+    lion = manifest(tmp_path)["optimizers"]["lion"]["scores"][0]["run_dirs"][0]
+    (tmp_path / lion / "summary.json").unlink()
+    capsys.readouterr()
+    assert sweep(overrides) == 0
+    assert launches == [(0, "lion", 4)]
+    assert "skipped: 7" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
