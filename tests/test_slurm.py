@@ -189,7 +189,8 @@ def test_a_requeued_job_resumes_bit_for_bit(cluster, tmp_path):
     starts the job again, and the run resumes from its checkpoint to the same metrics as a run
     that was never interrupted."""
     results = tmp_path / "preempted"
-    args = " ".join(["run", *SMOKE, f"results_dir={results}", *LONG])
+    offline = ["scale=smoke", "logger.wandb.mode=offline"]  # the W&B run must continue
+    args = " ".join(["run", *offline, f"results_dir={results}", *LONG])
     job = sbatch(
         f"exec {sys.executable} -m lionbench {args}",
         tmp_path,
@@ -214,6 +215,10 @@ def test_a_requeued_job_resumes_bit_for_bit(cluster, tmp_path):
     assert without_time(metrics(d)) == without_time(metrics(ref))
     for key in ("final_train_loss", "final_val_loss", "best_val_loss", "first_batch_hash"):
         assert s[key] == summary(ref)[key], key
+    # W&B offline: the resumed process continued the same W&B run (one id, two offline parts
+    # that `wandb sync` uploads as one run)
+    parts = sorted((d / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and len({p.name.rsplit("-", 1)[1] for p in parts}) == 1, parts
 
 
 # ------------------------------------------------------------------------------------- DDP
