@@ -51,6 +51,7 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
     cfgs = []
     for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):
         cfg = config.compose(overrides_of_job, extra_dirs)
+        config.check_structure(cfg, overrides_of_job, extra_dirs)
         config.validate(cfg, extra_dirs)
         recipe = load_recipe(cfg)
         recipe.check()
