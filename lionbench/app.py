@@ -83,6 +83,7 @@ def check_run_dirs(cfgs: list[DictConfig]) -> None:
     from lionbench import checkpoint  # torch: kept off module top so `run --help` is instant
 
     for _, path in run_dirs(cfgs):
+        RunDir(path).check_files()  # before the lock, which is a file in it
         if path.is_dir():
             check_free(path)
             RunDir(path).check()
