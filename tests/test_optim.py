@@ -437,3 +437,20 @@ def test_build_optimizer_model_without_vectors(name, impl):
     else:
         expected = w0 * (1 - 0.01 * 0.5) - 0.01 * g / (np.abs(g) + 1e-8)
     np.testing.assert_allclose(model[0].weight.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_vit_tokens_and_position_embedding_are_not_decayed():
+    """3-D, but not weights: excluded by name for every optimizer, as biases and norms are."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(16, 8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16)
+    groups = param_groups(model, 0.3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)] for p in groups[0]["params"]}
+    no_decay = {names[id(p)] for p in groups[1]["params"]}
+    assert model.class_token.dim() == 3 and model.encoder.pos_embedding.dim() == 3
+    assert {"class_token", "encoder.pos_embedding"} <= no_decay
+    assert not decay & {"class_token", "encoder.pos_embedding"}
+    # the attention's raw in_proj_weight is a weight matrix: still decayed
+    assert "encoder.layers.encoder_layer_0.self_attention.in_proj_weight" in decay
+    assert "conv_proj.weight" in decay and "heads.head.weight" in decay
