@@ -320,9 +320,10 @@ def _same_shape(cfg: Any, reference: Any, prefix: str) -> None:
                 else None
             )
             accepted = f"change its keys, e.g. {full}.{first}=..." if first else f"{full}=..."
-            raise UserError(
-                f"'~{full}' deletes {full}, which lionbench reads (accepted: {accepted})"
-            )
+            reader = "lionbench"
+            if full.startswith("optim.") and isinstance(reference.get("name"), str):
+                reader = f"optim={reference.name}"  # the optimizer's registry entry reads it
+            raise UserError(f"'~{full}' deletes {full}, but {reader} needs {full} ({accepted})")
         want_section = isinstance(reference._get_node(key), DictConfig)
         node = cfg._get_node(key)
         if want_section and not isinstance(node, DictConfig):

@@ -444,8 +444,9 @@ def test_help_is_still_help():
 PRECHECK_CASES = {
     "section replaced by a value": (["recipe.model=5"], "recipe.model is a section of keys"),
     "value replaced by a section": (["train.steps={a: 1}"], "train.steps must be a single value"),
-    "section deleted": (["~train"], "'~train' deletes train, which lionbench reads"),
-    "key deleted": (["~optim.lr"], "'~optim.lr' deletes optim.lr"),
+    "section deleted": (["~train"], "'~train' deletes train, but lionbench needs train"),
+    "key deleted": (["~optim.lr"], "'~optim.lr' deletes optim.lr, but optim=lion needs optim.lr"),
+    "leaf deleted": (["~train.steps"], "but lionbench needs train.steps (train.steps=...)"),
     "resolver input not a number": (
         ["recipe.adamw.lr=abc"],
         "recipe.adamw.lr must be a number (optim.lr is computed from it), got 'abc'",
