@@ -52,6 +52,7 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
     cfgs = []
     for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):
         cfg = config.compose(overrides_of_job, extra_dirs)
+        config.check_structure(cfg, overrides_of_job, extra_dirs)
         config.validate(cfg, extra_dirs)
         recipe = load_recipe(cfg)
         recipe.check()
@@ -83,6 +84,7 @@ def check_run_dirs(cfgs: list[DictConfig]) -> None:
     from lionbench import checkpoint  # torch: kept off module top so `run --help` is instant
 
     for _, path in run_dirs(cfgs):
+        RunDir(path).check_files()  # before the lock, which is a file in it
         if path.is_dir():
             check_free(path)
             RunDir(path).check()

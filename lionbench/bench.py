@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 import time
@@ -71,11 +72,12 @@ def param_shapes(name: str) -> list[tuple[int, ...]]:
             model = vit_b_16()
         elif name.startswith("flat:"):
             try:
-                n = int(float(name.split(":", 1)[1]))
+                size = float(name.split(":", 1)[1])
             except ValueError:
-                n = 0
+                size = 0.0
+            n = int(size) if math.isfinite(size) else 0
             if n < 1:
-                raise UserError(f"--params {name}: flat:N needs a positive size N (e.g. flat:1e8)")
+                raise UserError(f"--params {name}: flat:N needs a finite size N >= 1 (e.g. flat:1e8)")
             return [(n,)]
         else:
             raise UserError(f"unknown --params '{name}' (accepted: {', '.join(PARAM_SETS)})")
@@ -249,6 +251,7 @@ def check_options(
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device_name):
         raise UserError(f"unknown --device '{device_name}' (accepted: auto, cpu, cuda, cuda:N)")
     device = resolve_device(device_name)
+    check_fits(params, device)
     for impl in impls:
         missing = missing_needs(impl_spec(impl), device.type)
         if missing:
@@ -256,6 +259,30 @@ def check_options(
                 f"--impls {impl} needs {' and '.join(missing)} (accepted here: "
                 f"{', '.join(default_impls(device.type))})"
             )
+
+
+# float32 tensors per parameter a timed step holds: the parameter, two gradient sets (the
+# steps alternate between them) and up to two state tensors (AdamW's moments).
+TENSORS_PER_PARAM = 5
+
+
+def device_memory(device: torch.device) -> int:
+    """The device's total memory in bytes (RAM for the CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(params: str, device: torch.device) -> None:
+    """A parameter set the device cannot hold is one line now, not an allocator error later."""
+    n = sum(math.prod(s) for s in param_shapes(params))
+    need, have = n * 4 * TENSORS_PER_PARAM, device_memory(device)
+    if need > have:
+        raise UserError(
+            f"--params {params} needs about {need / 1e9:,.0f} GB ({n:,} parameters x "
+            f"{TENSORS_PER_PARAM} float32 tensors), more than the {device.type} memory of "
+            f"{have / 1e9:,.0f} GB (accepted: a smaller flat:N)"
+        )
 
 
 def check_out(out: Path | None) -> None:

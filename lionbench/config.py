@@ -55,6 +55,8 @@ FLAGS_WITH_VALUE = {
     "-cd",
     "--experimental-rerun",
 }
+OPTIONAL_VALUE_FLAGS = {"--info", "-i"}  # `--info` alone prints Hydra's default information
+FLAG_VALUES = {"--cfg": "job, hydra, all", "-c": "job, hydra, all"}
 
 
 def is_passthrough(flags: Sequence[str]) -> bool:
@@ -114,7 +116,8 @@ def _number(name: str, value: Any) -> float:
 
 
 def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate Hydra's flags (with their values) from config overrides."""
+    """Separate Hydra's flags (with their values) from config overrides; a flag that needs a
+    value and has none is one line here, not Hydra's argparse usage text."""
     flags: list[str] = []
     overrides: list[str] = []
     it = iter(args)
@@ -123,6 +126,9 @@ def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
             flags.append(arg)
             if arg in FLAGS_WITH_VALUE:
                 nxt = next(it, None)
+                if nxt is None and arg not in OPTIONAL_VALUE_FLAGS:
+                    accepted = FLAG_VALUES.get(arg, "a value")
+                    raise UserError(f"{arg} needs a value (accepted: {accepted})")
                 if nxt is not None:
                     flags.append(nxt)
         else:
@@ -137,15 +143,18 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = parser.parse_overrides(overrides)
     except HydraException as e:
-        raise UserError(f"cannot parse overrides: {_first_line(e)}") from None
+        raise UserError(_parse_error_line(parser, overrides, e)) from None
     sweeps = [o for o in parsed if o.is_sweep_override()]
     if not multirun:
         if sweeps:
+            key, _, value = sweeps[0].input_line.partition("=")
             raise UserError(
-                f"'{sweeps[0].input_line}' is a sweep over several values: add -m (--multirun)"
+                f"'{sweeps[0].input_line}' is a sweep over several values: add -m (--multirun); "
+                f"or quote one value that contains a comma: '{key}=\"{value}\"'"
             )
         return [list(overrides)]
     axes = []
@@ -159,6 +168,26 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
             value = o.get_value_element_as_str()
             axes.append([key if value is None else f"{key}={value}"])
     return [list(job) for job in itertools.product(*axes)]
+
+
+def _parse_error_line(parser: Any, overrides: list[str], e: Exception) -> str:
+    """Name the override Hydra's grammar rejects; an unquoted value with characters the
+    grammar does not take (~, non-ASCII, a space next to a quote...) gets the quoting hint."""
+    from hydra.errors import HydraException
+
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException:
+            key, sep, value = o.partition("=")
+            if not sep:
+                break
+            return (
+                f"cannot parse override '{o}': quote a value with spaces, ~, commas or non-ASCII "
+                f"characters, e.g. '{key}=\"{value}\"' (single quotes for the shell, double "
+                f"quotes for Hydra)"
+            )
+    return f"cannot parse overrides: {_first_line(e)}"
 
 
 def compose(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any:
@@ -253,11 +282,126 @@ def _first_line(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------- validating
 
 
+def check_structure(cfg: Any, overrides: Sequence[str], extra_dirs: Sequence[Path] = ()) -> None:
+    """The composed config keeps the shape of its schema: the same config composed from the
+    group choices alone (recipe=..., optim=...). A section cannot be deleted (`~train`) or
+    replaced by a value (`recipe.model=5`), nor a value by a section, so that every key the
+    code reads exists with its kind, whatever key a recipe or config group adds later."""
+    groups = {g for d in (CONF_DIR, *extra_dirs) for g in _group_names(d)}
+    choices_only = tuple(o for o in overrides if o.lstrip("+").split("=", 1)[0] in groups)
+    reference = _reference(choices_only, tuple(extra_dirs))
+    if reference is not None:
+        _same_shape(cfg, reference, "")
+
+
+def _group_names(conf_dir: Path) -> list[str]:
+    return [p.name for p in conf_dir.iterdir() if p.is_dir()] if conf_dir.is_dir() else []
+
+
+_REFERENCES: dict[tuple[tuple[str, ...], tuple[Path, ...]], Any] = {}
+
+
+def _reference(choices_only: tuple[str, ...], extra_dirs: tuple[Path, ...]) -> Any | None:
+    key = (choices_only, extra_dirs)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = compose_quiet(list(choices_only), extra_dirs)
+    return _REFERENCES[key]
+
+
+def _same_shape(cfg: Any, reference: Any, prefix: str) -> None:
+    from omegaconf import DictConfig
+
+    for key in reference:
+        full = f"{prefix}{key}"
+        if key not in cfg:
+            first = (
+                next(iter(reference[key]), "key")
+                if isinstance(reference._get_node(key), DictConfig)
+                else None
+            )
+            accepted = f"change its keys, e.g. {full}.{first}=..." if first else f"{full}=..."
+            reader = "lionbench"
+            if full.startswith("optim.") and isinstance(reference.get("name"), str):
+                reader = f"optim={reference.name}"  # the optimizer's registry entry reads it
+            raise UserError(f"'~{full}' deletes {full}, but {reader} needs {full} ({accepted})")
+        want_section = isinstance(reference._get_node(key), DictConfig)
+        node = cfg._get_node(key)
+        if want_section and not isinstance(node, DictConfig):
+            subkeys = ", ".join(str(k) for k in reference[key])
+            raise UserError(
+                f"{full} is a section of keys ({subkeys}), got {node._value()!r}: set one of "
+                f"them, e.g. {full}.{next(iter(reference[key]), 'key')}=..."
+            )
+        if not want_section and isinstance(node, DictConfig):
+            raise UserError(f"{full} must be a single value, got a section of keys")
+        if want_section:
+            _same_shape(node, reference[key], f"{full}.")
+
+
+def interpolation_inputs(cfg: Any) -> dict[str, tuple[str, list[str]]]:
+    """Each interpolated key and the keys it is computed from (optim.lr: [recipe.adamw.lr,
+    optim.ratio]), read before resolving, so that a bad input is named, not what it feeds."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out: dict[str, tuple[str, list[str]]] = {}
+
+    def walk(node: Any) -> None:
+        for key in node:
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                walk(child)
+            elif OmegaConf.is_interpolation(node, key):
+                parent = node._get_full_key("")
+                raw = str(child._value())
+                refs = re.findall(r"\$\{(\.?[A-Za-z_][\w.]*)\}", raw)
+                out[child._get_full_key("")] = (
+                    raw,
+                    [
+                        f"{parent}{r}" if r.startswith(".") and parent else r.lstrip(".")
+                        for r in refs
+                    ],
+                )
+
+    walk(cfg)
+    return out
+
+
+def check_interpolated_inputs(cfg: Any, inputs: dict[str, tuple[str, list[str]]]) -> None:
+    """The inputs of lionbench's resolvers (Lion's lr = recipe.adamw.lr / optim.ratio) must be
+    numbers: say which one is not, before the resolver sees it."""
+    from omegaconf import OmegaConf
+
+    for target, (raw, refs) in inputs.items():
+        if "${lb." not in raw:
+            continue
+        for ref in refs:
+            value = OmegaConf.select(cfg, ref, default=None, throw_on_missing=False)
+            if value is not None and not _is_number(value):
+                raise UserError(
+                    f"{ref} must be a number ({target} is computed from it), got {value!r}"
+                )
+
+
+def _named_at_source(e: UserError, inputs: dict[str, tuple[str, list[str]]]) -> UserError:
+    """'optim.lr must be ...' where optim.lr is `${recipe.adamw.lr}`: name recipe.adamw.lr."""
+    text = str(e)
+    for target, (_, refs) in inputs.items():
+        if len(refs) == 1 and re.match(rf"{re.escape(target)}\b(?![.\w])", text):
+            return UserError(f"{refs[0]}{text[len(target) :]} ({target} is set from it)")
+    return e
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def validate(cfg: Any, extra_dirs: Sequence[Path] = ()) -> None:
     """Check a composed config; raise UserError naming the bad value and what is accepted."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    inputs = interpolation_inputs(cfg)
+    check_interpolated_inputs(cfg, inputs)
     try:
         OmegaConf.resolve(cfg)
     except UserError:
@@ -270,9 +414,12 @@ def validate(cfg: Any, extra_dirs: Sequence[Path] = ()) -> None:
         raise UserError(
             f"missing value for {missing[0]} (set it on the command line: {missing[0]}=...)"
         )
-    _validate_run(cfg, extra_dirs)
-    validate_optim(cfg.optim)
-    _validate_train(cfg)
+    try:
+        _validate_run(cfg, extra_dirs)
+        validate_optim(cfg.optim)
+        _validate_train(cfg)
+    except UserError as e:
+        raise _named_at_source(e, inputs) from None
 
 
 def _validate_run(cfg: Any, extra_dirs: Sequence[Path]) -> None:

@@ -25,6 +25,7 @@ EXIT_DIVERGED = 3
 def check_output_dir(out: Path, option: str = "--out") -> None:
     """An output directory must be one or become one: no file in the way, writable."""
 
+    _check_links(out, option)
     if out.exists() and not out.is_dir():
         raise UserError(f"{option} {out} exists and is not a directory")
     existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
@@ -37,6 +38,22 @@ def check_output_dir(out: Path, option: str = "--out") -> None:
             pass
     except OSError as e:
         raise UserError(f"{option} {out} is not writable ({existing}: {e.strerror})") from None
+
+
+def _check_links(out: Path, option: str) -> None:
+    """A symlink on the way that leads nowhere (dangling, or a loop) cannot become a
+    directory: `mkdir` would fail on it after the run had started."""
+    for p in (out.absolute(), *out.absolute().parents):
+        if not p.is_symlink() or p.exists():
+            continue
+        try:
+            p.resolve(strict=True)
+            what = "a symlink that cannot be followed"
+        except FileNotFoundError:
+            what = f"a dangling symlink (to {os.readlink(p)}, which does not exist)"
+        except (RuntimeError, OSError):  # RuntimeError before Python 3.13, ELOOP after
+            what = "a symlink loop"
+        raise UserError(f"{option} {out}: {p} is {what}; point it at a directory or remove it")
 
 
 class Interrupted(BaseException):

@@ -69,7 +69,7 @@ def read_documents(path: Path, field: str) -> Iterator[str]:
     """A .jsonl file gives one document per record (its `field`); any other file is one document."""
     try:
         if path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:  # -sig: a byte-order mark is dropped
                 for n, line in enumerate(f, 1):
                     if not line.strip():
                         continue
@@ -83,7 +83,7 @@ def read_documents(path: Path, field: str) -> Iterator[str]:
                         )
                     yield record[field]
         else:
-            yield path.read_text(encoding="utf-8")
+            yield path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
 
@@ -97,9 +97,15 @@ def prepare_text(
 ) -> dict[str, Any]:
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+    seen: dict[Path, Path] = {}
     for f in files:
         if not f.is_file():
             raise UserError(f"{f} is not a file (give text or .jsonl files)")
+        first = seen.setdefault(f.resolve(), f)
+        if first is not f:
+            # its documents would land in train from one copy and in val from the other
+            also = "" if str(first) == str(f) else f" (also as {first})"
+            raise UserError(f"{f} is given twice{also}; give each file once")
     check_output_dir(out)
     tok = make_tokenizer(tokenizer)
     docs = [

@@ -40,6 +40,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
+
+
 class RunDir:
     """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic)."""
 
@@ -57,6 +60,7 @@ class RunDir:
         """Refuse a summary.json that cannot be this run's: unreadable, or naming another run."""
         from lionbench.errors import UserError
 
+        self.check_files()
         if not self.summary.exists():
             return
         fix = "delete it to run this config again"
@@ -74,6 +78,23 @@ class RunDir:
             raise UserError(
                 f"{self.summary} belongs to another run ({data.get('run_dir')!r}); {fix}"
             )
+
+    def check_files(self) -> None:
+        """The directory and the files lionbench writes in it are what they should be: a
+        directory, and regular files (not a directory someone made, not a FIFO)."""
+        from lionbench.errors import UserError
+
+        if not self.path.is_dir():
+            if self.path.exists() or self.path.is_symlink():
+                raise UserError(
+                    f"the run directory {self.path} exists and is not a directory; move it away"
+                )
+            return
+        for name in (*RUN_FILES, "checkpoint.pt", ".lock"):
+            f = self.path / name
+            if (f.exists() or f.is_symlink()) and not f.is_file():
+                kind = "a directory" if f.is_dir() else "not a regular file"
+                raise UserError(f"{f} is {kind}; remove it (lionbench writes a file there)")
 
     def start(self, config_yaml: str, keep_metrics_bytes: int | None = None) -> None:
         """Create the directory. A fresh start drops what an unfinished earlier attempt left; a

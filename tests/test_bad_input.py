@@ -327,7 +327,7 @@ COMMAND_CASES = {
     ),
     "usage: unknown command": (
         lambda t: ["trian"],
-        "No such command 'trian' (commands: run, sweep, report, list, prepare, bench)",
+        "No such command 'trian' (commands: run, sweep, report, list, prepare, bench, study)",
     ),
     # sweep
     "sweep: non-finite ratio": (
@@ -485,3 +485,148 @@ def test_submitit_slurm_without_slurm(tmp_path, command, path, extra, expected):
     )  # fmt: skip
     _assert_rejected(res, expected)
     assert not results.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 18 items 12-13, checked in this process through the same pre-check `run` uses (fast)
+# ---------------------------------------------------------------------------------------------
+
+PRECHECK_CASES = {
+    "section replaced by a value": (["recipe.model=5"], "recipe.model is a section of keys"),
+    "value replaced by a section": (["train.steps={a: 1}"], "train.steps must be a single value"),
+    "section deleted": (["~train"], "'~train' deletes train, but lionbench needs train"),
+    "key deleted": (["~optim.lr"], "'~optim.lr' deletes optim.lr, but optim=lion needs optim.lr"),
+    "leaf deleted": (["~train.steps"], "but lionbench needs train.steps (train.steps=...)"),
+    "resolver input not a number": (
+        ["recipe.adamw.lr=abc"],
+        "recipe.adamw.lr must be a number (optim.lr is computed from it), got 'abc'",
+    ),
+    "aliased input not a number": (
+        ["optim=adamw", "recipe.adamw.lr=abc"],
+        "recipe.adamw.lr must be a finite number, got 'abc' (optim.lr is set from it)",
+    ),
+    "checkpoint interval a word": (["checkpoint.interval=abc"], "checkpoint.interval"),
+    "dropout a word": (["recipe.model.dropout=high"], "recipe.model.dropout must be"),
+    "unquoted ~ in a path": (["data=tokens", "data.dir=~/tok"], "'data.dir=\"~/tok\"'"),
+    "unquoted non-ASCII path": (["data=tokens", "data.dir=/tmp/é"], "quote a value"),
+    "unquoted comma in a path": (["data=tokens", "data.dir=/a,b"], "'data.dir=\"/a,b\"'"),
+}
+
+
+def _precheck_rejects(tmp: Path, overrides: list[str], expected: str) -> None:
+    from lionbench.app import precheck
+
+    results = tmp / "results"
+    with pytest.raises(UserError) as e:
+        precheck([*SMOKE, f"results_dir={results}", *overrides])
+    assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("overrides,expected", PRECHECK_CASES.values(), ids=PRECHECK_CASES.keys())
+def test_bad_input_precheck(tmp_path, overrides, expected):
+    _precheck_rejects(tmp_path, overrides, expected)
+
+
+def test_quoted_path_is_accepted_by_the_parser():
+    from lionbench.config import expand_overrides
+
+    assert expand_overrides(['data.dir="~/a b,é"'], False) == [['data.dir="~/a b,é"']]
+
+
+def test_flag_without_its_value_is_one_line():
+    from lionbench.config import is_multirun, split_args
+
+    with pytest.raises(UserError, match=r"--cfg needs a value \(accepted: job, hydra, all\)"):
+        split_args(["--cfg"])
+    assert split_args(["--info"]) == (["--info"], [])  # --info's value is optional
+    flags, overrides = split_args(["optim=lion,adamw", "-m"])  # -m after an override
+    assert is_multirun(flags) and overrides == ["optim=lion,adamw"]
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_results_dir_symlink_that_leads_nowhere(tmp_path, kind):
+    link = tmp_path / "link"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "gone")
+    else:
+        (tmp_path / "other").symlink_to(link)
+        link.symlink_to(tmp_path / "other")
+    from lionbench.app import precheck
+
+    expected = "a dangling symlink" if kind == "dangling" else "a symlink loop"
+    with pytest.raises(UserError, match=expected):
+        precheck([*SMOKE, f"results_dir={link}"])
+
+
+@pytest.mark.parametrize("what", ["run dir is a file", "config.yaml", "metrics.jsonl"])
+def test_run_directory_in_the_way(tmp_path, what):
+    from lionbench.app import precheck, run_dirs
+
+    args = [*SMOKE, f"results_dir={tmp_path / 'results'}"]
+    run_dir = run_dirs(precheck(args))[0][1]
+    run_dir.parent.mkdir(parents=True)
+    if what == "run dir is a file":
+        run_dir.write_text("occupied")
+        expected = "exists and is not a directory"
+    else:
+        (run_dir / what).mkdir(parents=True)
+        expected = f"{what} is a directory; remove it"
+    before = _tree(tmp_path)
+    with pytest.raises(UserError, match=expected):
+        precheck(args)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_token_file_that_is_not_a_file(tmp_path, kind):
+    import os
+
+    overrides = _tokens(tmp_path)
+    train = tmp_path / "tokens" / "train.bin"
+    train.unlink()
+    train.mkdir() if kind == "directory" else os.mkfifo(train)
+    expected = "is a directory" if kind == "directory" else "is not a regular file"
+    _precheck_rejects(tmp_path, overrides, f"train.bin {expected}")
+
+
+@pytest.mark.parametrize(
+    "params,expected",
+    [
+        ("flat:inf", "flat:N needs a finite size N >= 1"),
+        ("flat:1e13", "more than the cpu memory of"),
+    ],
+)
+def test_bench_params_out_of_range(params, expected):
+    from lionbench.bench import check_options
+
+    with pytest.raises(UserError, match=expected):
+        check_options(params, ["adamw:foreach"], 1, 0, 1, "cpu", None)
+
+
+def test_report_marks_a_record_with_a_bad_step_corrupt(tmp_path):
+    from lionbench.report.load import load_runs
+
+    root = _fake_results(tmp_path)
+    run = root / "gpt2" / "run-a"
+    (run / "metrics.jsonl").write_text('{"step": "abc", "split": "val", "loss": 1.0}\n')
+    runs, curves = load_runs([root])
+    assert runs.loc[0, "status"] == "corrupt" and "step 'abc'" in runs.loc[0, "error"]
+    assert curves.empty
+
+
+def test_prepare_reads_a_jsonl_with_a_byte_order_mark(tmp_path):
+    from lionbench.prepare import prepare_text
+
+    src = tmp_path / "docs.jsonl"
+    src.write_bytes(b'\xef\xbb\xbf{"text": "one"}\n{"text": "two"}\n')
+    assert prepare_text([src], tmp_path / "o")["documents"] == 2
+
+
+def test_prepare_refuses_a_file_given_twice(tmp_path):
+    from lionbench.prepare import prepare_text
+
+    src = _a_file(tmp_path)
+    with pytest.raises(UserError, match="is given twice"):
+        prepare_text([src, tmp_path / "." / src.name], tmp_path / "o")
+    assert not (tmp_path / "o").exists()

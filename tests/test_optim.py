@@ -19,7 +19,13 @@ from conftest import build_adamw, build_lion
 from omegaconf import OmegaConf
 
 from lionbench.errors import UserError
-from lionbench.optim import build_optimizer, check_impl, param_groups, state_bytes
+from lionbench.optim import (
+    build_from_groups,
+    build_optimizer,
+    check_impl,
+    param_groups,
+    state_bytes,
+)
 from lionbench.recipes.gpt2 import GPT
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +377,7 @@ def test_build_optimizer_lion():
         betas=[0.95, 0.98],
     )
     opt = build_optimizer(cfg, model)
-    assert type(opt) is ForeachLion
+    assert isinstance(opt, ForeachLion)  # a subclass guards its gradless-group trap
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
     assert all(g["lr"] == 2e-4 for g in opt.param_groups)
     assert all(tuple(g["betas"]) == (0.95, 0.98) for g in opt.param_groups)
@@ -389,7 +395,7 @@ def test_build_optimizer_adamw(impl):
     model = small_gpt()
     cfg = _cfg(name="adamw", impl=impl, lr=6e-4, weight_decay=0.1, betas=[0.9, 0.95], eps=1e-7)
     opt = build_optimizer(cfg, model)
-    assert type(opt) is torch.optim.AdamW
+    assert isinstance(opt, torch.optim.AdamW)  # fused: a subclass guards its strides trap
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
     for g in opt.param_groups:
         assert g["lr"] == 6e-4
@@ -437,3 +443,102 @@ def test_build_optimizer_model_without_vectors(name, impl):
     else:
         expected = w0 * (1 - 0.01 * 0.5) - 0.01 * g / (np.abs(g) + 1e-8)
     np.testing.assert_allclose(model[0].weight.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_vit_tokens_and_position_embedding_are_not_decayed():
+    """3-D, but not weights: excluded by name for every optimizer, as biases and norms are."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(16, 8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16)
+    groups = param_groups(model, 0.3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)] for p in groups[0]["params"]}
+    no_decay = {names[id(p)] for p in groups[1]["params"]}
+    assert model.class_token.dim() == 3 and model.encoder.pos_embedding.dim() == 3
+    assert {"class_token", "encoder.pos_embedding"} <= no_decay
+    assert not decay & {"class_token", "encoder.pos_embedding"}
+    # the attention's raw in_proj_weight is a weight matrix: still decayed
+    assert "encoder.layers.encoder_layer_0.self_attention.in_proj_weight" in decay
+    assert "conv_proj.weight" in decay and "heads.head.weight" in decay
+
+
+# ------------------------------------------------- upstream traps absorbed (issue 18 item 14)
+
+
+def test_lion_pytorch_foreach_steps_with_a_group_without_gradients():
+    """lion-pytorch's foreach step fails on a group none of whose parameters has a gradient."""
+    p1, p2 = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+    cfg = {"name": "lion", "impl": "lion_pytorch_foreach", "lr": 0.1, "weight_decay": 0.0}
+    cfg["betas"] = [0.9, 0.99]
+    opt = build_from_groups(cfg, [{"params": [p1]}, {"params": [p2], "weight_decay": 0.0}])
+    p1.grad = torch.ones(4)
+    opt.step()
+    assert torch.equal(p1.detach(), torch.full((4,), 0.9)) and torch.equal(p2, torch.ones(4))
+
+
+def test_fused_adamw_on_a_transposed_parameter_matches_the_loop():
+    """torch's fused CPU AdamW is wrong when a non-contiguous parameter's gradient has other
+    strides; the registry lays the gradient out like the parameter first."""
+    base = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    grad = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))  # contiguous
+    out = {}
+    for impl in ("fused", "loop"):
+        p = torch.nn.Parameter(base.clone().t())  # a transposed, non-contiguous parameter
+        cfg = {"name": "adamw", "impl": impl, "lr": 0.1, "weight_decay": 0.1, "eps": 1e-8}
+        cfg["betas"] = [0.9, 0.999]
+        opt = build_from_groups(cfg, [{"params": [p], "weight_decay": 0.1}])
+        for _ in range(3):
+            p.grad = grad.clone()
+            opt.step()
+        out[impl] = p.detach()
+    torch.testing.assert_close(out["fused"], out["loop"])
+
+
+@pytest.mark.parametrize("native_kernel", [False, True])
+def test_lion_parameters_sharing_memory_are_updated_in_turn(native_kernel):
+    """Two Parameters over one storage: every path updates them one after the other, as a loop
+    over the parameters does (the multi-tensor path used to decay the memory twice first)."""
+    from lionbench.optim import native
+    from lionbench.optim.lion import Lion, _foreach_update
+
+    if native_kernel and native.library() is None:
+        pytest.skip("no C compiler: the native kernel is not built here")
+    gen = torch.Generator().manual_seed(0)
+    base, grads = torch.randn(64, generator=gen), [torch.randn(64, generator=gen) for _ in "ab"]
+    expected = base.clone()
+    moments = [torch.zeros(64), torch.zeros(64)]
+    for g, m in zip(grads, moments, strict=True):  # the reference: one parameter at a time
+        _foreach_update([expected], [g], [m], 0.1, 0.5, 0.9, 0.99)
+    storage = base.clone()
+    params = [torch.nn.Parameter(storage), torch.nn.Parameter(storage)]
+    opt = Lion([{"params": params, "weight_decay": 0.5}], lr=0.1, compiled=False)
+    opt.native = native_kernel
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    opt.step()
+    torch.testing.assert_close(storage, expected, rtol=0, atol=1e-6)
+
+
+def test_compiled_lion_does_not_recompile_as_lr_and_betas_change():
+    """torch.compile falls back to eager after 8 recompiles: a schedule's lr (a new Python float
+    every step) must reach the compiled update as a tensor, and the sizes and betas as dynamic
+    values. Traced with the eager backend (Dynamo's guards, no C++ build: fast)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from lionbench.optim.lion import Lion, _update
+
+    torch._dynamo.reset()
+    counters.clear()
+    ps = [torch.nn.Parameter(torch.randn(n)) for n in (300, 500, 700)]
+    opt = Lion([{"params": ps, "weight_decay": 0.1}], lr=1e-3, native=False, fuse_below=1)
+    opt.update = torch.compile(_update, fullgraph=True, dynamic=True, backend="eager")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
+    for step in range(10):
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        opt.param_groups[0]["betas"] = (0.9, 0.99 - step * 1e-3)
+        opt.step()
+        sched.step()
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    torch._dynamo.reset()

@@ -33,6 +33,13 @@ def check_dir(path: str, block_size: int, vocab_size: int) -> dict[str, Any]:
         )
     meta = _read_meta(root, vocab_size)
     files = [root / f"{split}.bin" for split in SPLITS]
+    for f in files:
+        if (f.exists() or f.is_symlink()) and not f.is_file():
+            kind = "a directory" if f.is_dir() else "not a regular file (a FIFO, socket or device?)"
+            raise UserError(
+                f"{f} is {kind}; data=tokens needs a uint16 token file there, as "
+                f"`lionbench prepare text` writes"
+            )
     missing = [f for f in files if not f.is_file()]
     if missing:
         found = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))

@@ -1,7 +1,9 @@
 """Optimizers from the registry (`registry.OPTIMIZERS`, or a user `_target_` class).
 
 Every optimizer gets the same two parameter groups: weight decay on >=2-D weights (matrices,
-embeddings, convolutions) and none on biases and norm gains, as nanoGPT and the Lion paper do.
+embeddings, convolutions) and none on biases and norm gains, as nanoGPT and the Lion paper do,
+nor on a vision transformer's class token and learned position embedding (3-D tensors, but
+excluded from decay as in timm, big_vision and DeiT).
 """
 
 from __future__ import annotations
@@ -39,11 +41,23 @@ def check_impl(optim_cfg: Any, device_type: str) -> None:
         )
 
 
+# Parameters (the last part of their name) that are never decayed whatever their shape: the
+# class / distillation tokens and learned position embeddings of vision transformers
+# (torchvision's `class_token`, `encoder.pos_embedding`; timm's `cls_token`, `pos_embed`).
+NO_DECAY_NAMES = frozenset({"class_token", "cls_token", "dist_token", "pos_embedding", "pos_embed"})
+
+
+def decays(name: str, param: torch.Tensor) -> bool:
+    """Weight decay applies to >=2-D weights, except the tokens and embeddings named above."""
+    return param.dim() >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The one place every optimizer's parameter groups come from (run, bench train, tests)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for n, p in named if decays(n, p)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0},
     ]
     # An empty group would crash lion-pytorch's foreach step (torch._foreach_* on no tensors).
     return [g for g in groups if g["params"]]

@@ -165,6 +165,7 @@ class Lion(torch.optim.Optimizer):
             small: dict[tuple[Any, Any], list[list[torch.Tensor]]] = {}
             by_kernel: dict[torch.dtype, list[list[torch.Tensor]]] = {}  # momentum dtype
             filled: dict[tuple[Any, Any], tuple[torch.Tensor, torch.Tensor]] = {}
+            shared = _sharing_storage([p for p in group["params"] if p.grad is not None])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -177,7 +178,11 @@ class Lion(torch.optim.Optimizer):
                 tensors = (p, p.grad, m)
                 if self.native and native.supports(*tensors) and self._native_ok():
                     _append(by_kernel.setdefault(m.dtype, [[], [], []]), tensors)
-                elif p.numel() < self.fuse_below and m.dtype == p.dtype == p.grad.dtype:
+                elif (
+                    p.numel() < self.fuse_below
+                    and m.dtype == p.dtype == p.grad.dtype
+                    and id(p) not in shared
+                ):
                     _append(small.setdefault((p.device, p.dtype), [[], [], []]), tensors)
                 else:
                     if (p.device, p.dtype) not in filled:  # once per group and step
@@ -194,6 +199,18 @@ class Lion(torch.optim.Optimizer):
             for ps, gs, ms in small.values():
                 _foreach_update(ps, gs, ms, lr_f, wd_f, beta1, beta2)
         return loss
+
+
+def _sharing_storage(params: list[torch.Tensor]) -> set[int]:
+    """ids of the parameters whose memory another parameter of the list also uses. The C kernel
+    and the per-tensor path update such parameters in turn, each seeing the one before (as a
+    loop over parameters does); the multi-tensor path would apply every decay, then every step,
+    to the shared memory. They take the per-tensor path, in order, so every path agrees."""
+    owners: dict[tuple[Any, int], list[int]] = {}
+    for p in params:
+        key = (p.device, p.untyped_storage().data_ptr())
+        owners.setdefault(key, []).append(id(p))
+    return {i for ids in owners.values() if len(ids) > 1 for i in ids}
 
 
 def _append(lists: list[list[torch.Tensor]], tensors: tuple[torch.Tensor, ...]) -> None:

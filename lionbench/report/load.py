@@ -71,8 +71,11 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
         row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(d / "summary.json")}
         row.update({key: str(flat.get(key)) for key in by})
         configs.append((len(rows), cfg))
+        points, error = val_points(d)
+        if error:
+            row.update(status=Status.CORRUPT.value, error=error)
         rows.append(row)
-        curves.extend(val_points(d))
+        curves.extend(points)
     if not rows:
         raise UserError(
             f"no run directories under {', '.join(map(str, roots))} "
@@ -180,13 +183,23 @@ def optimizer_names(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     return (*OPTIMIZERS, *sorted(seen - set(OPTIMIZERS)))
 
 
-def val_points(d: Path) -> list[dict[str, Any]]:
-    """A run's val points; a torn last line (a killed writer) is skipped by `read_metrics`."""
-    return [
-        {"run_dir": str(d), "step": r.get("step"), "loss": r["loss"], "time_s": r.get("time_s")}
-        for r in read_metrics(d / "metrics.jsonl")
-        if r.get("split") == "val" and isinstance(r.get("loss"), int | float)
-    ]
+def val_points(d: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """A run's val points, or why its metrics.jsonl cannot be read (a record whose step or time
+    is not a number: the run is then reported corrupt, not plotted). A torn last line (a killed
+    writer) is skipped by `read_metrics`."""
+    points = []
+    for n, r in enumerate(read_metrics(d / "metrics.jsonl"), 1):
+        if not isinstance(r, dict) or r.get("split") != "val":
+            continue
+        if not isinstance(r.get("loss"), int | float):
+            continue
+        step, time_s = r.get("step"), r.get("time_s")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            return [], f"metrics.jsonl record {n}: step {step!r} is not an integer >= 0"
+        if time_s is not None and (isinstance(time_s, bool) or not isinstance(time_s, int | float)):
+            return [], f"metrics.jsonl record {n}: time_s {time_s!r} is not a number"
+        points.append({"run_dir": str(d), "step": step, "loss": r["loss"], "time_s": time_s})
+    return points, None
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
