@@ -239,6 +239,9 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
             raise
         print(interrupted_line(None, forward.signum), file=sys.stderr, flush=True)
         return 128 + forward.signum
+    if forward.signum is not None:  # the signal came as the last jobs ended: stop all the same
+        print(interrupted_line(None, forward.signum), file=sys.stderr, flush=True)
+        return 128 + forward.signum
     if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
     if not config.is_multirun(config.split_args(args)[0]):
