@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +27,19 @@ from lionbench.track import RunDir
 
 # Resolvers must exist wherever a job runs, including a launcher's worker processes.
 config.register_resolvers()
+# The pid of the process that launched the jobs: a job in another process runs in a worker.
+LAUNCHER_PID_ENV = "LIONBENCH_LAUNCHER_PID"
 
 
 def job(cfg: DictConfig) -> tuple[Status, int]:
     """One Hydra job: one training run. Never raises for a run's own failure, so one bad run
     cannot stop a sweep; an interrupted run raises `Interrupted` (ends the whole command)."""
-    from lionbench import runner  # the loop and torch's model code: only once a job runs
+    from lionbench import checkpoint, runner  # torch's code: only once a job runs
 
+    if os.environ.get(LAUNCHER_PID_ENV, str(os.getpid())) != str(os.getpid()):
+        checkpoint.hold_stop_signals()  # a launcher's worker process
+        if checkpoint.PENDING:  # stopped between jobs: start no further run
+            raise Interrupted(checkpoint.PENDING[0], 0, Path(str(cfg.results_dir)))
     try:
         result = runner.run(cfg)
     except UserError as e:
@@ -130,6 +137,90 @@ def launch(args: list[str]) -> list[tuple[Status, int]]:
     return outcomes
 
 
+class StopWaiting(BaseException):
+    """A second signal while a launcher's workers checkpoint: stop waiting for them."""
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """The direct children of `parent` (this process), from /proc (Linux); none without it."""
+    me, children = parent or os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:  # "pid (command) state ppid ...": the command may hold spaces and parentheses
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[1]) == me:
+                children.append(int(entry.name))
+    return children
+
+
+class ForwardSignals:
+    """SIGTERM/SIGINT to a command whose launcher runs the jobs in worker processes (joblib's
+    loky workers): without this the main process dies at once and its workers, orphaned, go on
+    with every job left. The first signal is passed to the workers as SIGTERM, so that each run
+    in progress checkpoints and ends as interrupted; that ends the launch, which stops the
+    workers and starts no further job. A second signal stops waiting (runs still in progress
+    resume from their last periodic checkpoint). Resource trackers ignore SIGTERM."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise StopWaiting
+        self.signum = signum
+        for pid in child_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+
+    def __enter__(self) -> ForwardSignals:
+        if self.enabled:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(ValueError):  # not the main thread
+                    self._previous[sig] = signal.signal(sig, self._handle)
+            # Workers started from here on know they are workers; and a worker that dies
+            # anyway (a signal before it runs a job) reaches main() as an exception, not as
+            # Hydra's printed traceback.
+            self._env = {k: os.environ.get(k) for k in (LAUNCHER_PID_ENV, "HYDRA_FULL_ERROR")}
+            os.environ.update({LAUNCHER_PID_ENV: str(os.getpid()), "HYDRA_FULL_ERROR": "1"})
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        for key, value in getattr(self, "_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def uses_workers(args: list[str]) -> bool:
+    """A multirun whose launcher runs the jobs in other processes (joblib, submitit_local...)."""
+    flags, overrides = config.split_args(args)
+    return config.is_multirun(flags) and any(
+        o.startswith("hydra/launcher=") and o != "hydra/launcher=basic" for o in overrides
+    )
+
+
+def interrupted_line(e: Interrupted | None, signum: int) -> str:
+    if e is not None:
+        return (
+            f"interrupted by signal {e.signum} at step {e.step}: checkpoint saved in "
+            f"{e.run_dir}; run the same command again to resume"
+        )
+    return (
+        f"interrupted by signal {signum}: the runs in progress were checkpointed, the "
+        f"launcher's workers stopped and no further run starts; run the same command again to "
+        f"resume (finished runs are skipped)"
+    )
+
+
 def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
     """Run `lionbench run ARGS`; `checked` is precheck(args) when the caller already ran it."""
     if checked is None:
@@ -138,16 +229,22 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
+    forward = ForwardSignals(uses_workers(args))
     try:
-        outcomes = launch(args)
+        with forward:
+            outcomes = launch(args)
     except Interrupted as e:
-        print(
-            f"interrupted by signal {e.signum} at step {e.step}: checkpoint saved in {e.run_dir}; "
-            f"run the same command again to resume",
-            file=sys.stderr,
-            flush=True,
-        )
+        shown = e if forward.signum is None else None  # workers: more than one run stopped
+        print(interrupted_line(shown, e.signum), file=sys.stderr, flush=True)
         return e.exit_code
+    except BaseException:  # a worker that the signal ended, or a second signal
+        if forward.signum is None:
+            raise
+        print(interrupted_line(None, forward.signum), file=sys.stderr, flush=True)
+        return 128 + forward.signum
+    if forward.signum is not None:  # the signal came as the last jobs ended: stop all the same
+        print(interrupted_line(None, forward.signum), file=sys.stderr, flush=True)
+        return 128 + forward.signum
     if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
     if not config.is_multirun(config.split_args(args)[0]):

@@ -131,6 +131,23 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
 
+# A stop signal that reached a launcher's worker process outside a run (between jobs, or while
+# a job sets up): kept here, it stops the next run at its first step boundary.
+PENDING: list[int] = []
+
+
+def hold_stop_signals() -> None:
+    """In a launcher's worker (joblib's loky): SIGTERM/SIGINT outside a run are kept in PENDING
+    instead of killing the worker, which the launcher would report as a crashed worker."""
+
+    def keep(signum: int, frame: Any) -> None:
+        PENDING.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to install
+            signal.signal(sig, keep)
+
+
 class StopFlag:
     """SIGTERM/SIGINT handlers that only set a flag, installed for the duration of a run.
 
@@ -152,6 +169,8 @@ class StopFlag:
             raise KeyboardInterrupt
 
     def __enter__(self) -> StopFlag:
+        if PENDING:  # a signal came while the run set up: stop at the first step boundary
+            self.signum = PENDING[0]
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError):  # not the main thread: the launcher's signals
                 self._previous[sig] = signal.signal(sig, self._handle)

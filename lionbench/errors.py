@@ -7,6 +7,7 @@ signal after checkpointing. Everything else is a bug or a runtime failure.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,30 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+
+
+# A write that failed for want of space: ENOSPC, or EDQUOT (a user's quota on a shared cluster).
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_error(e: OSError, path: Path | str) -> OSError:
+    """The same error naming the file it failed to write (a write on an open file names none)."""
+    return OSError(e.errno, e.strerror or os.strerror(e.errno or errno.ENOSPC), str(path))
+
+
+def disk_full_line(e: OSError, where: Path) -> str:
+    """The one line a run that ran out of space ends with: the condition, the file (or the run
+    directory, when the failed write named none) and what to do. Checkpoints are written to a
+    temporary file and renamed, so the last complete one is still there to resume from."""
+    path = e.filename or where
+    return (
+        f"disk full ({e.strerror or os.strerror(errno.ENOSPC)}) writing {path}; free space "
+        f"there and run the same command again (it resumes from the last checkpoint)"
+    )
 
 
 def check_output_dir(out: Path, option: str = "--out") -> None:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
-from lionbench.errors import UserError
+from lionbench.errors import UserError, disk_full_error, is_disk_full
 
 LOCK_FILE = ".lock"
 # Set for torchrun's workers by the orchestrator, which holds the lock of this run directory.
@@ -46,8 +46,12 @@ class RunLock:
             os.close(fd)
             raise UserError(in_progress(self.path)) from None
         holder = {"pid": os.getpid(), "host": platform.node(), "since": _now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            raise disk_full_error(e, self.path) if is_disk_full(e) else e from e
         self._fd = fd
         return self
 

@@ -7,6 +7,7 @@ With `dist.nproc > 1` the Hydra job only orchestrates: torchrun's workers train 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -23,7 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 import lionbench
 from lionbench import checkpoint, console, distributed, slurm, train
 from lionbench.device import device_name, git_revision, resolve_device
-from lionbench.errors import EXIT_DIVERGED, EXIT_FAILED, EXIT_OK, Interrupted
+from lionbench.errors import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_OK,
+    Interrupted,
+    disk_full_line,
+    is_disk_full,
+)
 from lionbench.lock import RunLock
 from lionbench.optim import check_impl
 from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
@@ -66,8 +74,26 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult:
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     rundir = RunDir(run_dir_path(plain, device.type), writer=distributed.rank() == 0)
-    with RunLock(rundir.path, enabled=rundir.writer):
-        return _run_locked(cfg, device, recipe, plain, rundir)
+    try:
+        with RunLock(rundir.path, enabled=rundir.writer):
+            return _run_locked(cfg, device, recipe, plain, rundir)
+    except OSError as e:  # a full disk outside training: taking the lock, starting, finishing
+        if not is_disk_full(e):
+            raise
+        summary = identity_summary(plain, device).update(run_dir=str(rundir.path))
+        return disk_full(rundir, summary, e)
+
+
+def disk_full(rundir: RunDir, summary: RunSummary, e: OSError) -> RunResult:
+    """End a run that ran out of space with one line and, where it still fits, a failed
+    summary; its last checkpoint (written to a temporary file, then renamed) stays intact."""
+    line = disk_full_line(e, rundir.path)
+    summary.update(status=Status.FAILED, error=line, ended_at=_now())
+    rundir.close()
+    with contextlib.suppress(OSError):  # nothing more to say if even that does not fit
+        rundir.write_summary(summary)
+    print(f"run failed: {line}", file=sys.stderr, flush=True)
+    return RunResult(Status.FAILED, rundir.path, summary)
 
 
 def _run_locked(
@@ -100,16 +126,26 @@ def _run_locked(
     try:
         summary.update(**train.train(cfg, recipe, device, rundir, wandb, resume))
     except Exception as e:
-        (rundir.path / "error.log").write_text(traceback.format_exc())
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        summary.update(status=Status.FAILED, error=f"{type(e).__name__}: {first_line}")
-        print(
-            f"run failed: {summary.error} (traceback in {rundir.path / 'error.log'})",
-            file=sys.stderr,
-            flush=True,
-        )
+        summary.update(wall_s=time.perf_counter() - wall0)
+        if isinstance(e, OSError) and is_disk_full(e):
+            result = disk_full(rundir, summary, e)
+            wandb.finish(result.summary.to_dict(), EXIT_FAILED)
+            return result
+        failed(rundir, summary, e)
     summary.update(ended_at=_now(), wall_s=time.perf_counter() - wall0)
     return finish(cfg, rundir, wandb, summary)
+
+
+def failed(rundir: RunDir, summary: RunSummary, e: Exception) -> None:
+    """Record an exception: its first line in the summary, its traceback in error.log."""
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    summary.update(status=Status.FAILED, error=f"{type(e).__name__}: {first_line}")
+    where = f"traceback in {rundir.error_log}"
+    try:
+        rundir.error_log.write_text(traceback.format_exc())
+    except OSError as log_error:
+        where = f"no traceback: {rundir.error_log}: {log_error.strerror}"
+    print(f"run failed: {summary.error} ({where})", file=sys.stderr, flush=True)
 
 
 def finish(cfg: DictConfig, rundir: RunDir, wandb: WandbLogger, summary: RunSummary) -> RunResult:

@@ -11,28 +11,64 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit
 
+from lionbench.errors import disk_full_error, is_disk_full
 from lionbench.record import RunSummary, json_safe, read_summary
+
+
+class _WriteRecorder:
+    """A binary file that remembers the OSError of a failed write. torch.save swallows it and
+    raises `[enforce fail at inline_container.cc] unexpected pos` instead, which never says
+    that the disk is full."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write via a temporary file in the same directory, fsync and rename: never half-written,
-    whenever the process is killed. `write` fills the open binary file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    whenever the process is killed, and a failed write (a full disk) leaves the previous file
+    as it was. `write` fills the open binary file. A full disk raises OSError(ENOSPC) naming
+    `path`, whatever the writer made of it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(e, path) from e
+        raise
+    recorder = None
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            recorder = _WriteRecorder(f)
+            write(cast(BinaryIO, recorder))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        cause = recorder.error if recorder is not None and recorder.error is not None else e
+        if isinstance(cause, OSError) and is_disk_full(cause):
+            raise disk_full_error(cause, path) from e
         raise
 
 
@@ -52,6 +88,7 @@ class RunDir:
         self.config = path / "config.yaml"
         self.metrics = path / "metrics.jsonl"
         self.summary = path / "summary.json"
+        self.error_log = path / "error.log"
 
     def read_summary(self) -> RunSummary | None:
         return read_summary(self.summary)
@@ -108,6 +145,8 @@ class RunDir:
                     shutil.rmtree(leftover, ignore_errors=True)
                 else:
                     leftover.unlink(missing_ok=True)
+        if self.error_log.is_file():  # an earlier attempt's traceback: not this attempt's
+            self.error_log.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
         for torn in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
             torn.unlink(missing_ok=True)
@@ -124,8 +163,13 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         if not self.writer:
             return
-        self._metrics_file.write(json.dumps(json_safe(record)) + "\n")
-        self._metrics_file.flush()
+        try:
+            self._metrics_file.write(json.dumps(json_safe(record)) + "\n")
+            self._metrics_file.flush()
+        except OSError as e:  # a write on an open file names no file: name it
+            if is_disk_full(e):
+                raise disk_full_error(e, self.metrics) from e
+            raise
 
     def write_summary(self, summary: RunSummary) -> None:
         if not self.writer:
@@ -134,7 +178,11 @@ class RunDir:
 
     def close(self) -> None:
         if getattr(self, "_metrics_file", None):
-            self._metrics_file.close()
+            try:
+                self._metrics_file.close()
+            except OSError as e:  # the rest of a record whose write failed (a full disk)
+                if not is_disk_full(e):
+                    raise
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -172,6 +220,37 @@ def wandb_mode(mode: str) -> str:
     if env == "dryrun":
         return "offline"
     return "online" if wandb_credentials_exist() else "offline"
+
+
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+# The most a run waits to learn that the W&B server cannot be reached at all.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def wandb_server_unreachable(timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why the W&B server (WANDB_BASE_URL, else W&B's cloud) cannot be reached, or None when a
+    TCP connection opens. wandb.init on a dead server waits for init_timeout and retries (30-50
+    s per process); this check fails within `timeout` seconds, name lookup included (it runs in
+    a daemon thread, since getaddrinfo has no timeout of its own)."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL)
+    host = url.hostname or ""
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return f"WANDB_BASE_URL {url.geturl()!r} has an invalid port"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(f"{host}:{port}: {e.strerror or _one_line(e)}")
+
+    thread = threading.Thread(target=connect, daemon=True, name="wandb-connect-check")
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
 
 
 def _one_line(e: BaseException) -> str:
@@ -212,6 +291,14 @@ class WandbLogger:
         except Exception as e:
             self._fail(e)
             return
+        timeout = float(wb.get("init_timeout", 30))
+        if mode == "online" and (why := wandb_server_unreachable(min(timeout, CONNECT_TIMEOUT_S))):
+            WandbLogger.online_failed = True  # the next runs of this process go offline at once
+            warn(
+                f"W&B server unreachable ({why}); logging to offline W&B files in "
+                f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
+            )
+            mode = "offline"
         kwargs = dict(
             project=wb["project"],
             entity=wb["entity"],
@@ -224,7 +311,6 @@ class WandbLogger:
         )
         if resume_id:  # a resumed run continues its W&B run
             kwargs.update(id=resume_id, resume="allow")
-        timeout = float(wb.get("init_timeout", 30))
         try:
             self.run = wandb.init(
                 mode=mode,

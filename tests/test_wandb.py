@@ -9,8 +9,10 @@ documented layout: an `offline-run-*` directory under the run directory, what `w
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -75,7 +77,27 @@ def test_offline_run_sends_metrics_config_and_summary(tmp_path, monkeypatch):
     assert run.finished == 0
 
 
-def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def live_url(monkeypatch) -> Iterator[str]:
+    """WANDB_BASE_URL of a local port that accepts connections (and never answers)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        yield url
+
+
+@pytest.fixture
+def dead_url(monkeypatch) -> str:
+    """WANDB_BASE_URL of a closed local port: refused at once, no network needed."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    return url
+
+
+def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, capsys, live_url):
+    """The server accepts connections but W&B's init fails (a timeout, an outage)."""
     module, calls = fake_wandb(fail_online=True)
     monkeypatch.setitem(sys.modules, "wandb", module)
     monkeypatch.delenv("WANDB_MODE")
@@ -112,3 +134,41 @@ def test_wandb_mode_environment_variable_is_respected_under_auto(
     if env == "disabled":  # explicit config wins over the environment
         assert run_inprocess(tmp_path / "b", "logger.wandb.mode=offline", "train.steps=5") == 0
         assert [c[1] for c in calls if c[0] == "init"] == ["offline"]
+
+
+def test_dead_server_goes_offline_at_once(tmp_path, monkeypatch, capsys, dead_url):
+    """A server that cannot be reached at all: online W&B is not even tried (it would wait for
+    init_timeout and retry), one warning names the server, the run logs offline."""
+    module, calls = fake_wandb()
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.delenv("WANDB_MODE")
+    from lionbench.track import WandbLogger
+
+    monkeypatch.setattr(WandbLogger, "online_failed", False)
+    assert run_inprocess(tmp_path, "logger.wandb.mode=online", "train.steps=5") == 0
+    assert [c[1] for c in calls if c[0] == "init"] == ["offline"]
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "unreachable" in warnings[0]
+    assert dead_url.removeprefix("http://") in warnings[0]
+
+
+def test_real_wandb_with_a_dead_server_logs_offline(tmp_path, monkeypatch, dead_url):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE")
+    from lionbench.track import WandbLogger
+
+    monkeypatch.setattr(WandbLogger, "online_failed", False)
+    assert run_inprocess(tmp_path, "logger.wandb.mode=online", "train.steps=5") == 0
+    (d,) = run_dirs(tmp_path)
+    assert summary(d)["status"] == "completed"
+    assert len(list((d / "wandb").glob("offline-run-*"))) == 1  # what `wandb sync` takes
+
+
+def test_server_check_names_what_failed(monkeypatch, dead_url, live_url):
+    from lionbench.track import wandb_server_unreachable
+
+    assert wandb_server_unreachable() is None  # live_url was set last
+    monkeypatch.setenv("WANDB_BASE_URL", dead_url)
+    assert dead_url.removeprefix("http://") in (wandb_server_unreachable() or "")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:99999")
+    assert "invalid port" in (wandb_server_unreachable() or "")
