@@ -77,7 +77,9 @@ def param_shapes(name: str) -> list[tuple[int, ...]]:
                 size = 0.0
             n = int(size) if math.isfinite(size) else 0
             if n < 1:
-                raise UserError(f"--params {name}: flat:N needs a finite size N >= 1 (e.g. flat:1e8)")
+                raise UserError(
+                    f"--params {name}: flat:N needs a finite size N >= 1 (e.g. flat:1e8)"
+                )
             return [(n,)]
         else:
             raise UserError(f"unknown --params '{name}' (accepted: {', '.join(PARAM_SETS)})")

@@ -313,7 +313,7 @@ def _same_shape(cfg: Any, reference: Any, prefix: str) -> None:
 
     for key in reference:
         full = f"{prefix}{key}"
-        if key not in cfg.keys():  # not `key in cfg`: a mandatory `???` is not deleted
+        if key not in cfg.keys():  # noqa: SIM118 (`in cfg` is False for a mandatory ???)
             first = (
                 next(iter(reference[key]), "key")
                 if isinstance(reference._get_node(key), DictConfig)
