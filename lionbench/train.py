@@ -194,11 +194,7 @@ def train(
                 save(parts, state, rundir, wandb)
             if edge.stop:
                 state.status, state.interrupted_by = Status.INTERRUPTED, stop.signum
-                out.progress.print(
-                    f"interrupted at step {state.step} by signal {stop.signum}: checkpoint "
-                    f"saved; the same command resumes it"
-                )
-                break
+                break  # the command says it once, with the run directory (app.main)
             state.clock.resume(state.step)
     out.progress.close()
     if state.status == Status.INTERRUPTED:
