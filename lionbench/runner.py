@@ -37,7 +37,7 @@ from lionbench.optim import check_impl
 from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
 from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status, run_dir_path
-from lionbench.track import RunDir, WandbLogger, atomic_write_text
+from lionbench.track import RunDir, WandbLogger, atomic_write_text, warn
 
 EXIT_CODES = {Status.COMPLETED: EXIT_OK, Status.DIVERGED: EXIT_DIVERGED, Status.FAILED: EXIT_FAILED}
 
@@ -96,6 +96,17 @@ def disk_full(rundir: RunDir, summary: RunSummary, e: OSError) -> RunResult:
     return RunResult(Status.FAILED, rundir.path, summary)
 
 
+def full_scale_on_cpu(cfg: DictConfig, device: torch.device) -> str | None:
+    """The warning a run at scale=full on a CPU gets before its first step: it is the
+    published model size, meant for a GPU."""
+    if device.type != "cpu" or cfg.get("scale") != "full":
+        return None
+    return (
+        f"scale=full on a CPU: the published {cfg.recipe.name} size needs many GB of memory and "
+        f"hours per run here (scale=small is the CPU comparison)"
+    )
+
+
 def _run_locked(
     cfg: DictConfig, device: torch.device, recipe: Recipe, plain: dict[str, Any], rundir: RunDir
 ) -> RunResult:
@@ -106,6 +117,8 @@ def _run_locked(
         return RunResult(previous.status, rundir.path, previous)
     if int(cfg.dist.nproc) > 1 and not distributed.in_worker():
         return run_workers(plain, rundir)
+    if rundir.writer and (line := full_scale_on_cpu(cfg, device)):
+        warn(line)
 
     ckpt_path = rundir.path / checkpoint.FILENAME
     resume = checkpoint.load(ckpt_path, rundir.path.name) if ckpt_path.exists() else None

@@ -44,6 +44,17 @@ class _WriteRecorder:
         self._f.flush()
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file under the user's umask (mkstemp's is 0600, which
+    hides summaries and reports from the rest of a group on a shared cluster)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # read once, at import: os.umask is process-wide
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write via a temporary file in the same directory, fsync and rename: never half-written,
     whenever the process is killed, and a failed write (a full disk) leaves the previous file
@@ -57,6 +68,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
     recorder = None
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             recorder = _WriteRecorder(f)
             write(cast(BinaryIO, recorder))
@@ -262,6 +274,27 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+def wandb_identity(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """W&B's project, entity, name, group and tags of a run. Unset config values leave W&B's
+    own variables in charge (WANDB_PROJECT, WANDB_ENTITY, WANDB_TAGS): W&B reads them only for
+    arguments not given. The name leads with the recipe; a sweep's runs share its group and a
+    `sweep:<name>` tag."""
+    wb = cfg["logger"]["wandb"]
+    sweep = cfg.get("sweep_name")
+    recipe = str((cfg.get("recipe") or {}).get("name") or "")
+    out: dict[str, Any] = {
+        "project": wb.get("project") or os.environ.get("WANDB_PROJECT") or "lionbench",
+        "name": name if not recipe or name.startswith(recipe) else f"{recipe}-{name}",
+        "group": sweep,
+    }
+    if wb.get("entity"):
+        out["entity"] = wb["entity"]
+    tags = [*(wb.get("tags") or []), *([f"sweep:{sweep}"] if sweep else [])]
+    if tags:
+        out["tags"] = tags
+    return out
+
+
 class WandbLogger:
     """Mirrors metrics.jsonl to W&B as `<split>/<metric>`. W&B problems never stop training:
     if online W&B cannot start, the run logs to W&B offline files instead (`wandb sync` uploads
@@ -299,16 +332,8 @@ class WandbLogger:
                 f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
             )
             mode = "offline"
-        kwargs = dict(
-            project=wb["project"],
-            entity=wb["entity"],
-            name=name,
-            group=cfg.get("sweep_name"),
-            tags=list(wb["tags"] or []),
-            config=cfg,
-            dir=str(run_dir),
-            reinit="finish_previous",
-        )
+        kwargs = wandb_identity(cfg, name)
+        kwargs.update(config=cfg, dir=str(run_dir), reinit="finish_previous")
         if resume_id:  # a resumed run continues its W&B run
             kwargs.update(id=resume_id, resume="allow")
         try:
@@ -332,6 +357,14 @@ class WandbLogger:
                 )
             except Exception as e2:
                 self._fail(e2)
+
+        if self.run is not None and mode == "offline":
+            print(
+                f"W&B: offline run in {run_dir / 'wandb'}; upload it with: wandb sync "
+                f"{run_dir / 'wandb'}/offline-run-*",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _fail(self, e: BaseException) -> None:
         warn(f"W&B disabled for this run ({_one_line(e)})")

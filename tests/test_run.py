@@ -179,3 +179,31 @@ def test_grad_accumulation_matches_the_full_batch(tmp_path):
     la = [r["loss"] for r in metrics(a)]
     lb = [r["loss"] for r in metrics(b)]
     assert la == pytest.approx(lb, rel=1e-4)
+
+
+def test_scale_full_on_a_cpu_is_warned_before_training():
+    """A user who leaves scale=full on a CPU hears it before the first step; a GPU does not."""
+    import torch
+
+    from lionbench import config
+    from lionbench.runner import full_scale_on_cpu
+
+    cfg = config.compose(["scale=full", "recipe=vit"])
+    line = full_scale_on_cpu(cfg, torch.device("cpu"))
+    assert line is not None and line.startswith("scale=full on a CPU: the published vit size")
+    assert full_scale_on_cpu(cfg, torch.device("cuda")) is None
+    assert full_scale_on_cpu(config.compose(["scale=small"]), torch.device("cpu")) is None
+
+
+def test_result_files_follow_the_users_umask(tmp_path):
+    """summary.json, config.yaml and metrics.jsonl get the mode open() would give (0644 under
+    the usual umask 022), not mkstemp's 0600: on a shared cluster the group reads them."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert run_inprocess(tmp_path, "train.steps=2") == 0
+    (d,) = run_dirs(tmp_path)
+    for name in ("summary.json", "config.yaml", "metrics.jsonl"):
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o666 & ~mask, name

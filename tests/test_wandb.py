@@ -172,3 +172,22 @@ def test_server_check_names_what_failed(monkeypatch, dead_url, live_url):
     assert dead_url.removeprefix("http://") in (wandb_server_unreachable() or "")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:99999")
     assert "invalid port" in (wandb_server_unreachable() or "")
+
+
+def test_wandb_variables_count_where_the_config_leaves_them_unset(tmp_path, monkeypatch, capsys):
+    """WANDB_PROJECT lands in the run unless logger.wandb.project is set; the name leads with
+    the recipe; an offline run says how to upload it (W&B's documented `wandb sync PATH`)."""
+    module, calls = fake_wandb()
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_PROJECT", "myproj")
+    assert run_inprocess(tmp_path / "a", "logger.wandb.mode=offline", "train.steps=3") == 0
+    explicit = ["logger.wandb.mode=offline", "logger.wandb.project=mine", "train.steps=3"]
+    assert run_inprocess(tmp_path / "b", *explicit, "sweep_name=s1") == 0
+    first, second = runs_of(calls)
+    assert first.kwargs["project"] == "myproj" and second.kwargs["project"] == "mine"
+    assert first.kwargs["name"].startswith("gpt2-smoke-lion-")
+    assert "tags" not in first.kwargs and "entity" not in first.kwargs  # W&B's env decides
+    assert second.kwargs["group"] == "s1" and second.kwargs["tags"] == ["sweep:s1"]
+    (d,) = run_dirs(tmp_path / "a")
+    assert f"upload it with: wandb sync {d / 'wandb'}/offline-run-*" in capsys.readouterr().err
