@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,24 @@ def register_resolvers() -> None:
         a, b = _number("numerator", a), _number("optim.ratio", b)
         if b <= 0:
             raise UserError(f"optim.ratio must be > 0, got {b} (lr = adamw.lr / ratio)")
-        return a / b
+        return decimal_div(a, b)
 
     def mul(a: Any, b: Any) -> float:
-        return _number("value", a) * _number("optim.ratio", b)
+        return decimal_mul(_number("value", a), _number("optim.ratio", b))
 
     OmegaConf.register_new_resolver("lb.div", div, replace=True)
     OmegaConf.register_new_resolver("lb.mul", mul, replace=True)
+
+
+def decimal_mul(a: float, b: float) -> float:
+    """a x b computed on the numbers as written (their shortest reprs), then rounded once:
+    0.1 x 3 is 0.3, not 0.30000000000000004, in configs, run names, summaries and W&B."""
+    return float(Decimal(repr(float(a))) * Decimal(repr(float(b))))
+
+
+def decimal_div(a: float, b: float) -> float:
+    """a / b like `decimal_mul`: 3e-3 / 1.5 is 0.002 (binary division can land a digit off)."""
+    return float(Decimal(repr(float(a))) / Decimal(repr(float(b))))
 
 
 def _number(name: str, value: Any) -> float:

@@ -83,7 +83,7 @@ def check_small_batch(small: int | None, batch: int) -> int:
 def setting_args(sw: sweep.Sweep, optim: str, value: float) -> list[str]:
     """The overrides of a chosen setting (AdamW: lr multiplier; Lion: ratio)."""
     if optim == "adamw":
-        return ["optim=adamw", f"optim.lr={value * sw.base_lr!r}"]
+        return ["optim=adamw", f"optim.lr={config.decimal_mul(value, sw.base_lr)!r}"]
     return ["optim=lion", f"optim.ratio={sweep.fmt(value)}"]
 
 
@@ -127,7 +127,7 @@ def conditions(
         return []
     seeds = sw.confirm_seeds or sw.seeds
     betas_text = ",".join(map(str, STABLE_BETAS))
-    hot = {"lion": best["lion"] / aggressive}  # lr x aggressive: the ratio divided by it
+    hot = {"lion": config.decimal_div(best["lion"], aggressive)}  # lr x aggressive: the ratio divided by it
     default_betas = ",".join(map(str, betas))
     other = "cosine" if sched == "rsqrt" else "rsqrt"
     return [

@@ -217,7 +217,7 @@ def job_args(sw: Sweep, optim: str, values: list[float], seeds: list[int]) -> li
         return [
             *common,
             "optim=adamw",
-            "optim.lr=" + ",".join(repr(m * sw.base_lr) for m in values),
+            "optim.lr=" + ",".join(repr(config.decimal_mul(m, sw.base_lr)) for m in values),
         ]
     return [*common, "optim=lion", "optim.ratio=" + ",".join(fmt(r) for r in values)]
 
@@ -227,9 +227,9 @@ def value_of(sw: Sweep, optim: str, cfg: dict[str, Any], values: list[float]) ->
     o = cfg["optim"]
     got = o["lr"] if optim == "adamw" else o["ratio"]
     for v in values:
-        if (float(repr(v * sw.base_lr)) if optim == "adamw" else v) == got:
+        if (config.decimal_mul(v, sw.base_lr) if optim == "adamw" else v) == got:
             return v
-    return got / sw.base_lr if optim == "adamw" else got
+    return config.decimal_div(got, sw.base_lr) if optim == "adamw" else got
 
 
 def parallel_launcher(sw: Sweep) -> bool:
