@@ -127,7 +127,8 @@ def conditions(
         return []
     seeds = sw.confirm_seeds or sw.seeds
     betas_text = ",".join(map(str, STABLE_BETAS))
-    hot = {"lion": config.decimal_div(best["lion"], aggressive)}  # lr x aggressive: the ratio divided by it
+    # lr x aggressive: the ratio divided by it
+    hot = {"lion": config.decimal_div(best["lion"], aggressive)}
     default_betas = ",".join(map(str, betas))
     other = "cosine" if sched == "rsqrt" else "rsqrt"
     return [
