@@ -318,3 +318,23 @@ def test_other_optimizers_baselines_are_not_part_of_a_run():
     # finished (tests/data/schema1_summary.json: gpt2 smoke, Lion, seed 0). A deliberate change
     # of a default changes this name; then regenerate that file.
     assert lion == Path(schema1_summary()["run_dir"]).name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "lr", "wd"),
+    [
+        (["optim.ratio=3"], 0.001, 0.3),  # binary: 0.1 * 3 = 0.30000000000000004
+        (["optim.ratio=6"], 0.0005, 0.6),
+        (["optim.ratio=1.5"], 0.002, 0.15),
+        (["optim.ratio=0.75"], 0.004, 0.075),
+        (["optim.ratio=7"], 0.00042857142857142855, 0.7),  # binary: 0.7000000000000001
+    ],
+)
+def test_lions_derived_lr_and_wd_are_the_numbers_as_written(overrides, lr, wd):
+    """lr = adamw.lr / r and wd = adamw.wd * r on the decimal numbers, rounded once, so configs,
+    run names, summaries and W&B show 0.3, never 0.30000000000000004."""
+    from lionbench import config
+
+    cfg = config.compose(["recipe=gpt2", "scale=small", "optim=lion", *overrides])
+    assert (cfg.optim.lr, cfg.optim.weight_decay) == (lr, wd)
+    assert repr(cfg.optim.weight_decay) == repr(wd)

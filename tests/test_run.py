@@ -207,3 +207,71 @@ def test_result_files_follow_the_users_umask(tmp_path):
     (d,) = run_dirs(tmp_path)
     for name in ("summary.json", "config.yaml", "metrics.jsonl"):
         assert stat.S_IMODE((d / name).stat().st_mode) == 0o666 & ~mask, name
+
+
+# ------------------------------------------------------------------------------ git revision
+
+
+def _git(cwd, *args: str) -> str:
+    import subprocess
+
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    return subprocess.run(
+        ["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A git repository with a committed `lionbench/` package and a `venv/.../lionbench` copy."""
+    for pkg in (tmp_path / "lionbench", tmp_path / "venv" / "site" / "lionbench"):
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "lionbench")
+    _git(tmp_path, "commit", "-q", "-m", "x")
+    return tmp_path
+
+
+def test_git_rev_is_the_checkouts_commit_and_says_dirty(repo):
+    from lionbench.device import checkout_revision
+
+    head = _git(repo, "rev-parse", "--short", "HEAD")
+    assert checkout_revision(repo / "lionbench") == head
+    (repo / "lionbench" / "__init__.py").write_text("x = 1\n")
+    assert checkout_revision(repo / "lionbench") == head + "-dirty"
+
+
+def test_an_installed_copy_inside_another_repository_is_not_its_checkout(repo):
+    from lionbench.device import checkout_revision, recorded_revision
+
+    installed = repo / "venv" / "site" / "lionbench"
+    assert checkout_revision(installed) is None
+    assert recorded_revision(installed) is None
+    (installed / "_revision.txt").write_text("abc1234\n")  # what setup.py writes into a wheel
+    assert recorded_revision(installed) == "abc1234"
+
+
+def test_setup_py_writes_the_revision_where_the_installed_package_reads_it(tmp_path, monkeypatch):
+    """The wheel's build hook, run on this checkout into a scratch build directory."""
+    import runpy
+    from pathlib import Path
+
+    import setuptools
+    from setuptools.command.build_py import build_py
+    from setuptools.dist import Distribution
+
+    from lionbench.device import recorded_revision
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: None)
+    hook = runpy.run_path(str(root / "setup.py"), run_name="setup_under_test")
+    expected = hook["checkout_revision"]()
+    if expected is None:
+        pytest.skip("not a git checkout")
+    monkeypatch.setattr(build_py, "run", lambda self: None)  # the modules themselves: not needed
+    cmd = hook["BuildPyWithRevision"](Distribution())
+    cmd.build_lib = str(tmp_path)
+    (tmp_path / "lionbench").mkdir()
+    cmd.run()
+    assert recorded_revision(tmp_path / "lionbench") == expected
