@@ -174,6 +174,8 @@ class RunSummary:
     pid: int | None = None
     slurm_job_id: str | None = None  # the SLURM job that trained it (the last one, if requeued)
     slurm_log: str | None = None  # that job's log (submitit's stderr file, or sbatch's)
+    wandb_run: str | None = None  # W&B's run path, [entity/]project/id (None: W&B off)
+    wandb_mode: str | None = None  # online | offline: how that W&B run was logged
     started_at: str | None = None
     ended_at: str | None = None
     wall_s: float | None = None

@@ -131,7 +131,7 @@ def _run_locked(
         resume_id = resume["run"]["wandb_id"] if resume else None
         wandb = WandbLogger(plain, rundir.path, rundir.path.name, resume_id=resume_id)
     summary = identity_summary(plain, device)
-    summary.update(run_dir=str(rundir.path), started_at=_now())
+    summary.update(run_dir=str(rundir.path), started_at=_now(), **wandb.record())
     if resume:
         summary.update(resumed_from_step=resume["step"], resumes=resume["loop"]["resumes"] + 1)
         print(f"resuming {rundir.path} from its checkpoint at step {resume['step']}", flush=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench import app, config, slurm
+from lionbench import app, config, slurm, track
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
 from lionbench.record import Status, json_safe, read_summary, status_of
 
@@ -280,6 +280,7 @@ def launch(sw: Sweep, stage: str, jobs: list[Job]) -> int:
     not launched (on a cluster: no job to queue). Returns a signal's exit code, or 0."""
     checked = [app.precheck(job.args) or [] for job in jobs]
     pending = []  # per job: does any of its runs still need training?
+    reused = []  # (config, directory) of the runs finished before: not trained, not logged
     for job, cfgs in zip(jobs, checked, strict=True):
         first = len(sw.runs)
         for cfg, path in app.run_dirs(cfgs):
@@ -289,10 +290,12 @@ def launch(sw: Sweep, stage: str, jobs: list[Job]) -> int:
                 Run(stage, job.optim, value, cfg["seed"], path, status_of(path), o["lr"],
                     o["weight_decay"], job.label)
             )  # fmt: skip
+            if sw.runs[-1].before.finished:
+                reused.append((cfg, path))
         pending.append(not all(r.before.finished for r in sw.runs[first:]))
     n = sum(len(cfgs) for cfgs in checked)
-    done = sum(r.before.finished for r in sw.runs[-n:]) if n else 0
-    print(f"sweep {sw.name}: {stage}: {n} runs, {done} already finished", flush=True)
+    print(f"sweep {sw.name}: {stage}: {n} runs, {len(reused)} already finished", flush=True)
+    track.join_sweep_group(sw.name, reused)
     for job, cfgs, todo in zip(jobs, checked, pending, strict=True):
         if not todo:  # every run finished: submit nothing (on a cluster, no job to queue)
             continue

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
@@ -308,6 +310,7 @@ class WandbLogger:
         self, cfg: dict[str, Any], run_dir: Path, name: str, resume_id: str | None = None
     ) -> None:
         self.run: Any = None
+        self.mode = "disabled"
         wb = cfg["logger"]["wandb"]
         mode = wandb_mode(wb["mode"])
         if mode == "disabled":
@@ -351,6 +354,7 @@ class WandbLogger:
                 f"W&B online failed ({_one_line(e)}); logging to offline W&B files in "
                 f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
             )
+            self.mode = "offline"  # what was logged (`mode` stays: the warning said offline)
             try:
                 self.run = wandb.init(
                     mode="offline", **kwargs, settings=wandb.Settings(silent=True, console="off")
@@ -358,6 +362,8 @@ class WandbLogger:
             except Exception as e2:
                 self._fail(e2)
 
+        self.mode = mode if self.mode == "disabled" else self.mode
+        self._path = "/".join(str(kwargs[k]) for k in ("entity", "project") if kwargs.get(k))
         if self.run is not None and mode == "offline":
             print(
                 f"W&B: offline run in {run_dir / 'wandb'}; upload it with: wandb sync "
@@ -395,11 +401,22 @@ class WandbLogger:
         """A logger that logs nothing (DDP ranks other than 0)."""
         logger = cls.__new__(cls)
         logger.run = None
+        logger.mode = "disabled"
         return logger
 
     @property
     def run_id(self) -> str | None:
         return getattr(self.run, "id", None)
+
+    def record(self) -> dict[str, str | None]:
+        """summary.json's `wandb_run` and `wandb_mode`: where a later sweep that reuses this
+        run finds it to join it to its group (`join_sweep_group`)."""
+        if self.run is None or self.run_id is None:
+            return {"wandb_run": None, "wandb_mode": None}
+        path = getattr(self.run, "path", None)  # W&B's [entity/]project/id
+        if not isinstance(path, str) or not path:
+            path = f"{self._path}/{self.run_id}"
+        return {"wandb_run": path, "wandb_mode": self.mode}
 
     def preempted(self) -> None:
         """Close the W&B run so that the resumed process can continue it."""
@@ -419,3 +436,139 @@ class WandbLogger:
             self.run.finish(exit_code=exit_code)
         except Exception as e:
             self._fail(e)
+
+
+# ------------------------------------------------------------ W&B: reused runs join the sweep
+
+# The run directories W&B writes under `dir/wandb` (W&B's documented layout, what `wandb sync`
+# takes): `run-<YYYYMMDD_HHMMSS>-<id>` online, `offline-run-<...>-<id>` offline.
+WANDB_RUN_DIR = re.compile(r"(?P<offline>offline-)?run-(?P<time>\d{8}_\d{6})-(?P<id>[^/]+)")
+API_TIMEOUT_S = 20  # per W&B API request: a slow server delays a sweep round, never stops it
+
+
+@dataclass(frozen=True)
+class WandbRef:
+    """The W&B run that a finished run directory was logged to."""
+
+    path: str  # [entity/]project/id, what wandb.Api().run takes
+    mode: str  # online | offline
+    group: str | None  # the group it was logged under: its sweep_name
+
+
+def wandb_ref(run_dir: Path) -> WandbRef | None:
+    """summary.json's `wandb_run`; for a run written before lionbench recorded it, the newest
+    W&B run under `<run_dir>/wandb`, in the project and entity its config.yaml gives (with
+    today's WANDB_PROJECT where the config left it unset). None: no W&B run (W&B was off)."""
+    summary = read_summary(run_dir / "summary.json")
+    if summary is None:
+        return None
+    if summary.wandb_run:
+        return WandbRef(summary.wandb_run, summary.wandb_mode or "online", summary.sweep_name)
+    found = sorted(
+        (m["time"], bool(m["offline"]), m["id"])
+        for p in (run_dir / "wandb").glob("*run-*")
+        if (m := WANDB_RUN_DIR.fullmatch(p.name)) and p.is_dir()
+    )
+    if not found:
+        return None
+    _, offline, run_id = found[-1]
+    import yaml  # omegaconf's dependency; only old runs need it
+
+    try:
+        who = wandb_identity(yaml.safe_load((run_dir / "config.yaml").read_text()), "")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    where = "/".join(str(who[k]) for k in ("entity", "project") if who.get(k))
+    return WandbRef(f"{where}/{run_id}", "offline" if offline else "online", summary.sweep_name)
+
+
+def join_sweep_group(sweep: str, reused: list[tuple[dict[str, Any], Path]]) -> None:
+    """Put the W&B runs of finished runs that a sweep round reuses into the sweep's group, and
+    tag them `sweep:<name>`. Such a run is not trained again, so it was logged under the group of
+    the sweep that trained it (or none). A W&B run has one group, changed through W&B's public
+    API (`Run.update()` writes `group` and `tags`); its earlier `sweep:` tags stay. Nothing here
+    fails the sweep: a problem is one line with how many runs stayed outside the group. `reused`:
+    (resolved config, run directory) of each run the round skips."""
+    if not reused:
+        return
+    mode = wandb_mode(str(reused[0][0]["logger"]["wandb"]["mode"]))
+    if mode == "disabled":
+        return
+    refs = [wandb_ref(path) for _, path in reused]
+    outside = [r for r in refs if r is None or r.group != sweep]
+    todo = [r for r in outside if r is not None]
+    if unlogged := len(outside) - len(todo):
+        say(f"{unlogged} reused run(s) have no W&B run to put in group {sweep} (W&B was off)")
+    if not todo:
+        return
+    if mode == "offline":
+        say(
+            f"{len(todo)} reused run(s) keep their earlier W&B group: this sweep logs offline "
+            f"and cannot change a W&B run; run the sweep again online to join them to {sweep}"
+        )
+        return
+    _join_online(sweep, todo)
+
+
+def say(message: str) -> None:
+    print(f"W&B: {message}", flush=True)
+
+
+def _join_online(sweep: str, refs: list[WandbRef]) -> None:
+    """Join the runs through the public API; stop at the first error that is not a missing
+    run (the next calls would wait for the same dead server)."""
+    unreachable = "unreachable earlier in this process" if WandbLogger.online_failed else None
+    why = unreachable or wandb_server_unreachable()
+    api = None
+    if why is None:
+        try:
+            import wandb
+
+            api = wandb.Api(timeout=API_TIMEOUT_S)
+        except Exception as e:  # not installed, no API key, a bad WANDB_BASE_URL
+            why = _one_line(e)
+    if api is None:
+        warn(f"W&B: {len(refs)} reused run(s) could not be joined to group {sweep} ({why})")
+        return
+    joined, missing = 0, []
+    for i, ref in enumerate(refs):
+        try:
+            joined += _join(api.run(ref.path), sweep)
+        except ValueError:  # wandb's RunNotFoundError (a ValueError): not on the server
+            missing.append(ref)
+        except Exception as e:
+            warn(
+                f"W&B: {len(refs) - i} of {len(refs)} reused run(s) could not be joined to "
+                f"group {sweep} ({_one_line(e)}); the sweep goes on"
+            )
+            break
+    if joined:
+        say(f"{joined} reused run(s) joined group {sweep}")
+    _report_missing(sweep, missing)
+
+
+def _join(run: Any, sweep: str) -> bool:
+    """One W&B run into the group, with the sweep's tag. False: it was there already (a sweep
+    run again), and nothing was sent."""
+    tag = f"sweep:{sweep}"
+    tags = list(run.tags or [])
+    if run.group == sweep and tag in tags:
+        return False
+    run.group = sweep
+    run.tags = tags if tag in tags else [*tags, tag]
+    run.update()
+    return True
+
+
+def _report_missing(sweep: str, missing: list[WandbRef]) -> None:
+    """Offline runs not uploaded yet, and online runs the server does not know."""
+    if unsynced := sum(r.mode == "offline" for r in missing):
+        say(
+            f"{unsynced} reused run(s) were logged offline and are not on the W&B server yet: "
+            f"upload them with `wandb sync`, then run the sweep again to join them to {sweep}"
+        )
+    if gone := len(missing) - unsynced:
+        warn(
+            f"W&B: {gone} reused run(s) not found on the W&B server (deleted, or in another "
+            f"project): not in group {sweep}"
+        )

@@ -191,3 +191,5 @@ def test_wandb_variables_count_where_the_config_leaves_them_unset(tmp_path, monk
     assert second.kwargs["group"] == "s1" and second.kwargs["tags"] == ["sweep:s1"]
     (d,) = run_dirs(tmp_path / "a")
     assert f"upload it with: wandb sync {d / 'wandb'}/offline-run-*" in capsys.readouterr().err
+    # the W&B run is recorded, for a later sweep that reuses the run (test_wandb_group.py)
+    assert (summary(d)["wandb_run"], summary(d)["wandb_mode"]) == ("myproj/fake123", "offline")
