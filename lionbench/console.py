@@ -111,8 +111,12 @@ def summary_table(summary: dict[str, Any]) -> None:
             table.add_row(name, fmt(value))
     console = make_console()
     console.print(table)
-    if summary.get("status") == "completed" and summary.get("run_dir"):
-        console.print(next_steps(summary), soft_wrap=True, highlight=False)
+    if (
+        summary.get("status") == "completed"
+        and summary.get("run_dir")
+        and not summary.get("sweep_name")
+    ):
+        console.print(next_steps(summary), soft_wrap=True, highlight=False)  # a sweep says its own
 
 
 def next_steps(summary: dict[str, Any]) -> str:

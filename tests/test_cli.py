@@ -240,3 +240,14 @@ def test_a_finished_run_says_the_next_command():
     )
     assert "optim=adamw" in line and "lionbench report /r" in line
     assert "lionbench sweep recipe=vit scale=smoke" in line
+
+
+def test_runs_of_a_sweep_leave_the_next_command_to_the_sweep(capsys):
+    """The hint is for a first single run; in a sweep it would repeat after every run."""
+    from lionbench.console import summary_table
+
+    done = {"status": "completed", "optim": "lion", "recipe": "gpt2", "run_dir": "/r/gpt2/x"}
+    summary_table(done)
+    assert "next: compare with adamw" in capsys.readouterr().out
+    summary_table({**done, "sweep_name": "s1"})
+    assert "next:" not in capsys.readouterr().out
