@@ -387,3 +387,12 @@ def test_curve_panels_are_train_loss_val_loss_and_top1_where_logged():
     )
     assert panels(c) == [("train", "loss"), ("val", "loss"), ("val", "top1")]
     assert panels(c.drop(columns=["top1"])) == [("train", "loss"), ("val", "loss")]
+
+
+def test_the_lr_plot_draws_one_line_per_arm_family_not_per_optimizer():
+    """Two Lion betas at one lr must not become one line that jumps between them."""
+    from lionbench.report.plots import lr_line
+
+    assert lr_line("lion r=0.75 betas=[0.9,0.99]") == "lion betas=[0.9,0.99]"
+    assert lr_line("lion r=0.375 betas=[0.95,0.98]") == "lion betas=[0.95,0.98]"
+    assert lr_line("adamw lr=0.012 wd=0.1") == lr_line("adamw lr=0.003 wd=0.1") == "adamw wd=0.1"

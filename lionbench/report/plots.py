@@ -200,19 +200,25 @@ def lr_plot(s: Setting, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     opt = s.optimizers[s.optimizers["n"] > 0]
-    for i, (optim, rows) in enumerate(opt.groupby("optim", sort=True)):
+    for i, (line, rows) in enumerate(opt.groupby(opt["arm"].map(lr_line), sort=True)):
         rows = rows.sort_values("lr")
         color = f"C{i % 10}"
-        errorbars(ax, rows["lr"], rows, f"{optim} (mean, 95% CI over seeds)", color)
+        errorbars(ax, rows["lr"], rows, f"{line} (mean, 95% CI over seeds)", color)
         clean = rows[rows["diverged"] == 0]
         if len(rows) >= 2 and not clean.empty and clean["final_val_loss"].notna().any():
             b = clean.loc[clean["final_val_loss"].idxmin()]
-            mark_best(ax, b["lr"], b["final_val_loss"], f"best {optim}: lr={b['lr']:.3g}", color)
+            mark_best(ax, b["lr"], b["final_val_loss"], f"best {line}: lr={b['lr']:.3g}", color)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("final val loss")
     ax.set_title(f"lr sensitivity: final val loss vs lr\n{s.label}", fontsize=10)
     save(fig, path, s, "lr sensitivity")
+
+
+def lr_line(arm: str) -> str:
+    """The arm's label without its lr (`r=`, `lr=`): arms that differ in anything else (betas,
+    weight decay, impl) get lines of their own, never one line zigzagging between them."""
+    return re.sub(r" (?:r|lr)=\S+", "", arm)
 
 
 def sweep_plot(s: Setting, path: Path) -> None:
