@@ -266,10 +266,11 @@ def print_console(
 ) -> None:
     """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
     (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console()
+    from lionbench.console import make_console
+
+    console = make_console()  # full width outside a terminal: run directories stay whole
     for st in found:
         console.print(f"[bold]{escape(st.headline)}[/]")
     for s in settings:
