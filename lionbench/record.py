@@ -43,6 +43,7 @@ class Status(str, Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     PARTIAL = "partial"  # a directory without a finished summary (killed, or still running)
+    NOT_STARTED = "not_started"  # set up, no step kept: killed before step 1 (or setting up)
     MISSING = "missing"  # no directory at all
     CORRUPT = "corrupt"  # files that cannot be read
     BAD_INPUT = "bad_input"  # refused before training
@@ -64,8 +65,8 @@ class Status(str, Enum):
     @property
     def problem(self) -> bool:
         """A run that produced no result (a sweep exits 1 when one of its runs is here)."""
-        return self in (Status.FAILED, Status.PARTIAL, Status.MISSING, Status.CORRUPT,
-                        Status.BAD_INPUT)  # fmt: skip
+        return self in (Status.FAILED, Status.PARTIAL, Status.NOT_STARTED, Status.MISSING,
+                        Status.CORRUPT, Status.BAD_INPUT)  # fmt: skip
 
     @classmethod
     def parse(cls, value: Any) -> Status:
@@ -285,5 +286,49 @@ def status_of(run_dir: Path) -> Status:
     """A run directory's status as a sweep or a launcher sees it."""
     summary = read_summary(run_dir / "summary.json")
     if summary is None:
-        return Status.PARTIAL if run_dir.exists() else Status.MISSING
+        if not run_dir.exists():
+            return Status.MISSING
+        return Status.NOT_STARTED if not_started(run_dir) else Status.PARTIAL
     return Status.PARTIAL if summary.status == Status.RUNNING else summary.status
+
+
+# ------------------------------------------------------------------------------ before step 1
+
+# Written (before config.yaml) when a run starts afresh, removed once its first step is done or
+# a summary is written: a directory holding it has no result and nothing to resume.
+NOT_STARTED_FILE = "NOT_STARTED"
+NOT_STARTED_TEXT = (
+    "This run was set up but has not trained a step: it was interrupted during setup (or is "
+    "setting up now). Run the same command again to start it.\n"
+)
+NOT_STARTED_FIX = (
+    "interrupted before step 1, nothing trained: run the same command again to start it, "
+    "or delete the directory"
+)
+
+
+def not_started(run_dir: Path) -> bool:
+    """A directory without a summary that holds no trained step: no checkpoint, and the
+    runner's `NOT_STARTED` marker or (directories of earlier versions, which wrote no marker)
+    no metrics record past step 0. Rerunning the command starts such a run from scratch."""
+    if (run_dir / "checkpoint.pt").exists():  # a trained step, kept: the run resumes
+        return False
+    if (run_dir / NOT_STARTED_FILE).is_file():
+        return True
+    return not _any_step_logged(run_dir / "metrics.jsonl")
+
+
+def _any_step_logged(path: Path) -> bool:
+    """Whether metrics.jsonl has a record past step 0 (read up to the first one)."""
+    try:
+        with path.open() as f:
+            for line in f:
+                try:
+                    step = json.loads(line).get("step")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(step, int) and not isinstance(step, bool) and step > 0:
+                    return True
+    except OSError:
+        return False
+    return False

@@ -181,6 +181,7 @@ def run_workers(plain: dict[str, Any], rundir: RunDir) -> RunResult:
     """The orchestrator's side of dist.nproc > 1: torchrun's workers read the resolved config
     from the run directory and rank 0 writes the results there; this reads them back."""
     rundir.path.mkdir(parents=True, exist_ok=True)
+    rundir.mark_setup()  # until rank 0 has done a step (a resumed run's checkpoint says more)
     atomic_write_text(rundir.config, OmegaConf.to_yaml(plain))
     code = distributed.launch(rundir.config, int(plain["dist"]["nproc"]))
     summary = rundir.read_summary()

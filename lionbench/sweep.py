@@ -25,7 +25,7 @@ from typing import Any
 
 from lionbench import app, config, slurm, track
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
-from lionbench.record import Status, json_safe, read_summary, status_of
+from lionbench.record import NOT_STARTED_FIX, Status, json_safe, read_summary, status_of
 
 LAUNCHERS = ("basic", "joblib")
 RESERVED = ("optim", "seed", "sweep_name")
@@ -533,6 +533,8 @@ def problem_line(path: Path) -> str | None:
         return None
     s = read_summary(path / "summary.json")
     where = [f"error: {s.error}"] if s is not None and s.error else []
+    if status == Status.NOT_STARTED:
+        where.append(NOT_STARTED_FIX)
     if (path / "error.log").exists():
         where.append(f"traceback: {path / 'error.log'}")
     if s is not None and s.slurm_job_id:
@@ -553,7 +555,8 @@ def account(
     for col in ("round", "optim", "setting", "seed", "status", "run directory"):
         table.add_column(col)
     counts: Counter[str] = Counter()
-    style = {"failed": "red", "diverged": "yellow", "partial": "red", "missing": "red"}
+    style = {"failed": "red", "diverged": "yellow", "partial": "red", "not_started": "red",
+             "missing": "red"}  # fmt: skip
     for r in sw.runs:
         status = status_of(r.path)
         skipped = r.before.finished and status == r.before
@@ -569,7 +572,7 @@ def account(
         )
     console = make_console()
     console.print(table)
-    order = ("completed", "skipped", "diverged", "failed", "partial", "missing")
+    order = ("completed", "skipped", "diverged", "failed", "partial", "not_started", "missing")
     console.print(
         "  ".join(f"{k}: {counts[k]}" for k in order if counts[k] or k in order[:4]), soft_wrap=True
     )

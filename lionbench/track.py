@@ -23,7 +23,13 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from lionbench.errors import disk_full_error, is_disk_full
-from lionbench.record import RunSummary, json_safe, read_summary
+from lionbench.record import (
+    NOT_STARTED_FILE,
+    NOT_STARTED_TEXT,
+    RunSummary,
+    json_safe,
+    read_summary,
+)
 
 
 class _WriteRecorder:
@@ -94,7 +100,8 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 
 
 class RunDir:
-    """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic)."""
+    """The files of one run: config.yaml, metrics.jsonl, summary.json (atomic), and while a
+    fresh run has not done its first step, the `NOT_STARTED` marker."""
 
     def __init__(self, path: Path, writer: bool = True) -> None:
         self.path = path
@@ -103,6 +110,7 @@ class RunDir:
         self.metrics = path / "metrics.jsonl"
         self.summary = path / "summary.json"
         self.error_log = path / "error.log"
+        self.not_started = path / NOT_STARTED_FILE
 
     def read_summary(self) -> RunSummary | None:
         return read_summary(self.summary)
@@ -141,7 +149,7 @@ class RunDir:
                     f"the run directory {self.path} exists and is not a directory; move it away"
                 )
             return
-        for name in (*RUN_FILES, "checkpoint.pt", ".lock"):
+        for name in (*RUN_FILES, "checkpoint.pt", ".lock", NOT_STARTED_FILE):
             f = self.path / name
             if (f.exists() or f.is_symlink()) and not f.is_file():
                 kind = "a directory" if f.is_dir() else "not a regular file"
@@ -150,7 +158,9 @@ class RunDir:
     def start(self, config_yaml: str, keep_metrics_bytes: int | None = None) -> None:
         """Create the directory. A fresh start drops what an unfinished earlier attempt left; a
         resumed one keeps the metrics its checkpoint covers (the first `keep_metrics_bytes`
-        bytes) and drops the records written after the checkpoint, which will be logged again."""
+        bytes) and drops the records written after the checkpoint, which will be logged again.
+        A fresh start writes the `NOT_STARTED` marker before config.yaml, so a kill at any point
+        of the setup leaves a directory that no reader takes for a result (`record.not_started`)."""
         if not self.writer:
             return
         if self.path.exists() and keep_metrics_bytes is None:
@@ -164,11 +174,26 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         for torn in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
             torn.unlink(missing_ok=True)
+        if keep_metrics_bytes is None:
+            self.mark_setup()
+        else:  # resumed: it trained before
+            self.mark_started()
         atomic_write_text(self.config, config_yaml)
         if keep_metrics_bytes is not None:
             with self.metrics.open("a") as f:
                 f.truncate(keep_metrics_bytes)
         self._metrics_file = self.metrics.open("a")
+
+    def mark_setup(self) -> None:
+        """Say, until the first step is done, that this directory holds no result yet."""
+        if self.writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.not_started, NOT_STARTED_TEXT)
+
+    def mark_started(self) -> None:
+        """The first step is done (or a summary says what came of the run): drop the marker."""
+        if self.writer:
+            self.not_started.unlink(missing_ok=True)
 
     def metrics_bytes(self) -> int:
         """How much of metrics.jsonl is written (flushed after every record)."""
@@ -189,6 +214,7 @@ class RunDir:
         if not self.writer:
             return
         atomic_write_text(self.summary, summary.to_json())
+        self.mark_started()
 
     def close(self) -> None:
         if getattr(self, "_metrics_file", None):

@@ -174,10 +174,14 @@ def train(
     else:
         restore(parts, state, resume)
     parts.model.train()
+    first = True  # the first step done drops the run directory's NOT_STARTED marker
     with checkpoint.StopFlag() as stop:
         state.clock.resume(state.step)
         while state.step < plan.steps:
             train_step(parts, state, plan)
+            if first:
+                rundir.mark_started()
+                first = False
             edge = window_edge(plan, state, stop)
             if edge is None:
                 continue

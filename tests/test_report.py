@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,14 @@ import yaml
 
 from lionbench import report as report_mod
 from lionbench.errors import UserError
-from lionbench.record import RunSummary, Status, digest
+from lionbench.record import (
+    NOT_STARTED_FILE,
+    NOT_STARTED_FIX,
+    NOT_STARTED_TEXT,
+    RunSummary,
+    Status,
+    digest,
+)
 
 SCHEMA1 = Path(__file__).parent / "data" / "schema1" / "results"
 ADAMW = "adamw lr=0.003 wd=0.1"
@@ -120,12 +128,12 @@ def test_schema1_runs_from_the_previous_release_load_complete_and_share_one_sett
 
     out = tmp_path / "report"
     report_mod.report([SCHEMA1], out, [], [], quiet=True)
-    for name in ("report.md", "report.html", "runs.csv", f"optimizers_{setting.key}.csv"):
+    for name in ("report.md", "report.html", "runs.csv", "optimizers_gpt2-smoke.csv"):
         assert (out / name).stat().st_size > 0, name
     for kind in ("ratio_sweep", "lr_sensitivity", "curves_step", "curves_time"):
         for ext in ("png", "svg"):  # named by the label, never the setting hash
             assert (out / f"{kind}_gpt2-smoke.{ext}").stat().st_size > 0, (kind, ext)
-    assert not list(out.glob(f"*{setting.key}*.png"))
+    assert not list(out.glob(f"*{setting.key}*"))  # no plot or table named by the hash
     assert "Baseline: adamw lr=0.003 wd=0.1" in (out / "report.md").read_text()
 
 
@@ -289,6 +297,50 @@ def test_a_results_directory_of_only_unreadable_configs_is_listed_not_a_crash(tm
     assert "corrupt" in (tmp_path / "out" / "report.md").read_text()
 
 
+def not_started_run(root: Path, scale: str = "full") -> Path:
+    """A run directory as a kill during setup leaves it: config.yaml, an empty metrics.jsonl,
+    the lock file, and (from this version on) the NOT_STARTED marker; no summary."""
+    d = write_run(root / "killed", "lion", 1e-3, 0.3, 0, ratio=3)
+    with_config(d, scale=scale)
+    (d / "summary.json").unlink()
+    (d / "metrics.jsonl").write_text("")
+    (d / ".lock").write_text("{}")
+    return d
+
+
+@pytest.mark.parametrize("marker", [True, False], ids=["marker", "earlier-version"])
+def test_a_run_killed_in_setup_is_a_problem_line_never_a_setting(tmp_path, marker):
+    for optim, lr, wd in (("adamw", 3e-3, 0.1), ("lion", 1e-3, 0.3)):
+        write_run(tmp_path, optim, lr, wd, 0, ratio=3 if optim == "lion" else None)
+    d = not_started_run(tmp_path)  # scale=full: a setting of its own, were it one
+    if marker:
+        (d / NOT_STARTED_FILE).write_text(NOT_STARTED_TEXT)
+    out = tmp_path / "out"
+    settings = report_mod.report([tmp_path], out, [], [], quiet=True)
+    assert [s.label for s in settings] == ["gpt2 smoke"]  # no `device=` section for it
+    assert str(d) not in set(settings[0].runs["run_dir"])
+    assert list(report_mod.overview(settings)["setting"]) == ["gpt2 smoke"]
+    runs, _ = report_mod.load_runs([tmp_path])
+    (line,) = report_mod.problem_table(runs).to_dict("records")
+    assert line["status"] == "not_started" and line["run_dir"] == str(d)
+    assert line["arm"] == "lion lr=0.001 wd=0.3"
+    assert "run the same command again to start it" in line["error"]
+    md = (out / "report.md").read_text()
+    assert "device=" not in md and "nan" not in md
+    sections = [line for line in md.splitlines() if line.startswith("## ")]
+    assert sections == ["## gpt2 smoke", "## Diverged, failed and unfinished runs"]
+    assert f"| not_started | gpt2 | lion lr=0.001 wd=0.3 | 0 | - | {line['error']} | {d} |" in md
+
+
+def test_only_runs_killed_in_setup_give_problem_lines_not_a_crash(tmp_path):
+    d = not_started_run(tmp_path, scale="smoke")
+    assert report_mod.report([tmp_path], tmp_path / "out", [], [], quiet=True) == []
+    assert (
+        f"| not_started | gpt2 | lion lr=0.001 wd=0.3 | 0 | - | {NOT_STARTED_FIX} | {d} |"
+        in (tmp_path / "out" / "report.md").read_text()
+    )
+
+
 def test_a_lion_run_with_its_lr_set_directly_is_not_labelled_by_ratio(tmp_path):
     write_run(tmp_path, "adamw", 3e-3, 0.1, 0)
     write_run(tmp_path, "lion", 1e-3, 0.3, 0, ratio=3)
@@ -360,6 +412,37 @@ def test_the_html_opens_with_an_overview_and_colours_verdicts(mixed, tmp_path):
     assert {p[: -len(".png")] for p in pngs} == {p.name[: -len(".svg")] for p in out.glob("*.svg")}
     for name in pngs:
         assert f"({name})" in (out / "report.md").read_text()
+
+
+def test_tables_are_named_by_the_setting_like_plots_and_linked_from_the_report(tmp_path):
+    for sched in ("cosine", "constant"):
+        for seed in (0, 1):
+            for optim, lr, wd in (("adamw", 3e-3, 0.1), ("lion", 1e-3, 0.3)):
+                ratio = 3 if optim == "lion" else None
+                d = write_run(tmp_path / "r" / sched, optim, lr, wd, seed, ratio=ratio)
+                with_config(d, sched={"name": sched, "warmup_steps": 0})
+    out = tmp_path / "out"
+    settings = report_mod.report([tmp_path / "r"], out, [], [], quiet=True)
+    csvs = {p.name for p in out.glob("*.csv")}
+    for slug in ("gpt2-smoke-sched-constant", "gpt2-smoke-sched-cosine"):
+        assert {f"optimizers_{slug}.csv", f"comparisons_{slug}.csv"} <= csvs
+        assert (out / f"optimizers_{slug}.parquet").exists()
+    assert not [n for n in csvs for s in settings if s.key in n]  # never the hash
+    md, page_html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    for name in csvs:  # every table linked from both, and every link a file
+        assert f"]({name})" in md and f"href='{name}'" in page_html, name
+    linked = set(re.findall(r"\]\(([^)]+\.csv)\)", md))
+    assert linked == csvs
+    section = md[md.index("## gpt2 smoke sched=cosine") :].split("\n## ")[0]
+    assert "[optimizers_gpt2-smoke-sched-cosine.csv]" in section  # in its own section
+
+
+def test_file_names_are_unique_and_safe_for_labels_that_slug_alike():
+    from lionbench.report.plots import unique_slugs
+
+    names = unique_slugs(["gpt2 smoke lr=1/2", "GPT2 smoke lr=1:2", "gpt2 smoke lr=1 2", "../x"])
+    assert names == ["gpt2-smoke-lr-1-2", "gpt2-smoke-lr-1-2-2", "gpt2-smoke-lr-1-2-3", "x"]
+    assert all(re.fullmatch(r"[a-z0-9.-]+", n) and not n.startswith(".") for n in names)
 
 
 def test_verdict_words_are_coloured_and_numbers_right_aligned():

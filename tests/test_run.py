@@ -144,6 +144,35 @@ def test_unfinished_run_starts_over(tmp_path):
     assert summary(d)["status"] == "completed"
 
 
+def test_a_run_killed_in_setup_is_not_started_and_the_same_command_starts_it(tmp_path, monkeypatch):
+    from lionbench import train
+    from lionbench.record import NOT_STARTED_FILE, Status, status_of
+    from lionbench.sweep import problem_line
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # like a kill: the process ends, no summary is written
+
+    monkeypatch.setattr(train, "build", killed)  # during setup, before step 0's eval
+    with pytest.raises(KeyboardInterrupt):
+        run_inprocess(tmp_path, "optim=adamw")
+    (d,) = run_dirs(tmp_path)
+    assert (d / NOT_STARTED_FILE).is_file() and not (d / "summary.json").exists()
+    assert status_of(d) == Status.NOT_STARTED and status_of(d).problem
+    assert problem_line(d) == (
+        f"not_started: {d} (interrupted before step 1, nothing trained: run the same command "
+        f"again to start it, or delete the directory)"
+    )
+    monkeypatch.undo()
+    monkeypatch.setattr(train, "window_edge", killed)  # right after step 1
+    with pytest.raises(KeyboardInterrupt):
+        run_inprocess(tmp_path, "optim=adamw")
+    assert not (d / NOT_STARTED_FILE).exists()  # the first step was done
+    monkeypatch.undo()
+    assert run_inprocess(tmp_path, "optim=adamw") == 0
+    assert summary(d)["status"] == "completed" and status_of(d) == Status.COMPLETED
+    assert [r["step"] for r in metrics(d) if r["split"] == "val"] == [0, 10, 20, 30]
+
+
 def test_divergence_stops_the_run_with_exit_code_3(tmp_path):
     code = run_inprocess(tmp_path, "optim=lion", "optim.lr=50", "sched.warmup_steps=0")
     assert code == 3

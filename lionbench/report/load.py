@@ -21,7 +21,14 @@ import yaml
 
 from lionbench.errors import UserError
 from lionbench.optim.registry import OPTIMIZERS, hyperparams_of, impl_of
-from lionbench.record import RunSummary, Status, digest, setting_config
+from lionbench.record import (
+    NOT_STARTED_FIX,
+    RunSummary,
+    Status,
+    digest,
+    not_started,
+    setting_config,
+)
 from lionbench.report.arms import arm_labels, at_recipe_baseline, lr_wd
 from lionbench.track import read_metrics
 
@@ -70,6 +77,11 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
         keys.update(flat)
         row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(d / "summary.json")}
         row.update({key: str(flat.get(key)) for key in by})
+        if row["status"] == Status.PARTIAL.value and not_started(d):
+            # set up, never trained: a problem line, never a setting of its own (device unknown)
+            row.update(status=Status.NOT_STARTED.value, error=NOT_STARTED_FIX)
+            rows.append(row)
+            continue
         configs.append((len(rows), cfg))
         points, error = val_points(d)
         if error:
@@ -89,12 +101,28 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
         # what the settings share, flat: labels name the keys that tell two settings apart
         rows[i]["setting_config"] = json.dumps(flatten(shared), sort_keys=True, default=str)
     runs = pd.DataFrame(rows)
+    # every result column, even when no run has a summary yet (all unfinished or not started)
+    runs = runs.reindex(columns=[*runs.columns, *(k for k in RESULT_KEYS if k not in runs)])
     for col in NUMERIC:
         if col in runs:
             runs[col] = pd.to_numeric(runs[col], errors="coerce")
     runs["setting"] = with_device(runs)
     runs["arm"], runs["family"] = arm_labels(runs, by)
+    if "optim" in runs:  # a run outside every setting (never started) is named plainly
+        unset = (runs["arm"] == "?") & runs["optim"].notna()
+        runs.loc[unset, "arm"] = [plain_arm(r) for _, r in runs[unset].iterrows()]
     return runs, pd.DataFrame(curves, columns=CURVE_COLUMNS)
+
+
+def plain_arm(r: pd.Series) -> str:
+    """`lion lr=0.0003 wd=1`: the arm of a run outside every setting (one that never started),
+    for its line among the problems."""
+    parts = [str(r["optim"])]
+    for name, col in (("lr", "lr"), ("wd", "weight_decay")):
+        value = pd.to_numeric(pd.Series([r.get(col)]), errors="coerce").iloc[0]
+        if pd.notna(value):
+            parts.append(f"{name}={value:.3g}")
+    return " ".join(parts)
 
 
 def read_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:

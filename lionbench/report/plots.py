@@ -52,15 +52,21 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-.") or "setting"
 
 
-def plot_names(settings: Iterable[Setting]) -> list[str]:
-    """One unique slug per setting (labels are unique; their slugs may clash: -2, -3 then)."""
+def unique_slugs(labels: Iterable[str]) -> list[str]:
+    """One file-name form per label, all distinct (slugs that clash get -2, -3...)."""
     out: list[str] = []
-    for s in settings:
-        name, k = slug(s.label), 2
+    for label in labels:
+        base = slug(label)
+        name, k = base, 2
         while name in out:
-            name, k = f"{slug(s.label)}-{k}", k + 1
+            name, k = f"{base}-{k}", k + 1
         out.append(name)
     return out
+
+
+def plot_names(settings: Iterable[Setting]) -> list[str]:
+    """One unique slug per setting: the name of its plots, tables and HTML anchor."""
+    return unique_slugs(s.label for s in settings)
 
 
 def make_all_plots(settings: list[Setting], out: Path) -> None:

@@ -4,7 +4,6 @@ table as CSV and Parquet. Nothing here computes a number; analyse.py does.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import pandas as pd
 
 from lionbench.report import page
 from lionbench.report.analyse import Setting
+from lionbench.report.exports import data_links, setting_tables, study_tables, write_tables
 from lionbench.report.headline import comparison_display, headline
 from lionbench.report.plots import plot_names
 from lionbench.report.studies import Study
@@ -149,7 +149,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def setting_sections(s: Setting, anchor: str, first: bool = False) -> tuple[list[str], list[str]]:
     """(markdown lines, HTML fragments) of one setting: warnings, the arms, then its tables and
-    plots in `ORDER`."""
+    plots in `ORDER`, and links to its CSV files."""
     first_cls = " class=first" if first else ""
     md = [f"## {s.label}", ""]
     body = [f"<h2 id='{anchor}'{first_cls}>{html.escape(s.label)}</h2>"]
@@ -173,14 +173,15 @@ def setting_sections(s: Setting, anchor: str, first: bool = False) -> tuple[list
             svg = item.name[: -len(".png")] + ".svg"
             md += [f"![{title}]({item.name})", "", f"[{title} (SVG)]({svg})", ""]
             body.append(page.figure(title, item))
-    return md, body
+    links_md, links_html = data_links(list(setting_tables(s, anchor)))
+    return md + links_md, body + links_html
 
 
 def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
     """(markdown lines, HTML fragments): each sweep's confirmed verdict and its claims table."""
     md: list[str] = []
     body: list[str] = []
-    for i, st in enumerate(found):
+    for i, (st, files) in enumerate(zip(found, study_tables(found), strict=True)):
         md += [f"## Sweep {st.name}: confirmed verdict and claims", "", st.headline, ""]
         cls = " class=first" if i == 0 else ""
         body.append(
@@ -196,6 +197,9 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
                 continue
             md += [f"### {title}", "", markdown_table(table), ""]
             body.append(f"<h3>{html.escape(title)}</h3>" + page.table(table))
+        links_md, links_html = data_links([n for n, df in files.items() if not df.empty])
+        md += links_md
+        body += links_html
     return md, body
 
 
@@ -224,39 +228,12 @@ def render(
     else:
         md += [markdown_table(problems), ""]
         body.append(page.table(problems))
+    links_md, links_html = data_links(["runs", "problems"])
+    md += links_md
+    body += links_html
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.html", page.document(body))
     write_tables(settings, problems, runs, out, found)
-
-
-def write_tables(
-    settings: list[Setting],
-    problems: pd.DataFrame,
-    runs: pd.DataFrame,
-    out: Path,
-    found: Sequence[Study] = (),
-) -> None:
-    """<name>.csv and <name>.parquet (when pyarrow is there) of runs, problems and each table."""
-    tables = {"runs": runs, "problems": problems}
-    for st in found:
-        tables[f"study_claims_{st.name}"] = st.claims
-        tables[f"study_comparisons_{st.name}"] = st.comparisons
-    for s in settings:
-        for name, df in (
-            ("optimizers", s.optimizers),
-            ("targets", s.targets),
-            ("ratio_sweep", s.sweep),
-            ("claims", s.claims),
-            ("comparisons", s.comparisons),
-        ):
-            if not df.empty:
-                tables[f"{name}_{s.key}"] = df
-    for name, df in tables.items():
-        df.to_csv(out / f"{name}.csv", index=False)
-        with contextlib.suppress(ImportError):  # Parquet needs pyarrow
-            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(
-                out / f"{name}.parquet", index=False
-            )
 
 
 def print_console(
@@ -266,10 +243,11 @@ def print_console(
 ) -> None:
     """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
     (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console()
+    from lionbench.console import make_console
+
+    console = make_console()  # full width outside a terminal: run directories stay whole
     for st in found:
         console.print(f"[bold]{escape(st.headline)}[/]")
     for s in settings:
