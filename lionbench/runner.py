@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import lionbench
 from lionbench import checkpoint, console, distributed, slurm, train
+from lionbench.config import decimal_div
 from lionbench.device import device_name, git_revision, resolve_device
 from lionbench.errors import (
     EXIT_DIVERGED,
@@ -233,9 +234,9 @@ def identity_summary(cfg: dict[str, Any], device: torch.device) -> RunSummary:
     )
     if spec.ratio_of:  # the effective ratio (lr and wd can be overridden directly)
         base = cfg["recipe"][spec.ratio_of]
-        summary.ratio = base["lr"] / o["lr"]
+        summary.ratio = decimal_div(base["lr"], o["lr"])  # 0.003 / 0.0003 is 10, as typed
         summary.wd_ratio = (
-            o["weight_decay"] / base["weight_decay"] if base["weight_decay"] else None
+            decimal_div(o["weight_decay"], base["weight_decay"]) if base["weight_decay"] else None
         )
     return summary
 

@@ -314,10 +314,11 @@ def test_other_optimizers_baselines_are_not_part_of_a_run():
     assert lion == name(["optim=lion"], drop="sgd") == name(["optim=lion"], drop="adafactor")
     assert lion != name(["optim=lion", "recipe.adamw.lr=1e-3"])  # Lion's lr derives from it
     assert name(["optim=sgd"]) != name(["optim=sgd", "recipe.sgd.lr=0.5"])
-    # Run directories of the release before the registry keep their names, so they are found
-    # finished (tests/data/schema1_summary.json: gpt2 smoke, Lion, seed 0). A deliberate change
-    # of a default changes this name; then regenerate that file.
-    assert lion == Path(schema1_summary()["run_dir"]).name
+    # The name is pinned: an accidental identity change would make every finished run train
+    # again. Deliberate changes so far: Lion's wd derived on decimals (0.3, no longer
+    # 0.30000000000000004; the schema-1 runs in tests/data predate it, see docs/design.md).
+    # After another deliberate change, pin the new name here.
+    assert lion == "smoke-lion-lr0.001-wd0.3-s0-65a1dbd94b"
 
 
 @pytest.mark.parametrize(
