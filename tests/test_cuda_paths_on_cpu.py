@@ -16,8 +16,16 @@ SHORT = ["train.steps=2", "train.eval_interval=2", "train.log_interval=1", "timi
 
 
 @pytest.mark.parametrize("recipe", ["gpt2", "resnet50", "vit", "unet"])
-def test_compile_and_bf16_run_on_cpu(tmp_path, recipe):
-    """`lionbench run recipe=<r> scale=smoke compile=true precision=bf16` completes on a CPU."""
+def test_compile_and_bf16_run_on_cpu(tmp_path, monkeypatch, recipe):
+    """`lionbench run recipe=<r> scale=smoke compile=true precision=bf16` completes on a CPU.
+    GPT-2 goes through Inductor; the image recipes through Dynamo and AOTAutograd only
+    (backend aot_eager): graph capture is where our code can break, and Inductor's CPU C++
+    code generation (not what a GPU runs) took up to 97 s per recipe with a cold cache."""
+    if recipe != "gpt2":
+        import torch
+
+        compile_ = torch.compile
+        monkeypatch.setattr(torch, "compile", lambda m, **kw: compile_(m, backend="aot_eager"))
     results = tmp_path / "results"
     code = run_inprocess(
         results, f"recipe={recipe}", "compile=true", "precision=bf16", "device=cpu", *SHORT
