@@ -1,34 +1,24 @@
 """Build hook (everything else is in pyproject.toml): a wheel built from a git checkout records
 its commit in `lionbench/_revision.txt`, so that a run's `git_rev` is known after a
-non-editable `pip install .`, where the installed package no longer sits in a checkout."""
+non-editable `pip install .`, where the installed package no longer sits in a checkout. The rules
+are lionbench/revision.py's, loaded by path: importing the package would need torch."""
 
 from __future__ import annotations
 
-import subprocess
+import importlib.util
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-ROOT = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent / "lionbench"
 
 
-def git(*args: str) -> subprocess.CompletedProcess[str] | None:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def checkout_revision() -> str | None:
-    """Short commit of the checkout, `-dirty` when tracked files differ from it; None outside
-    git (an sdist) or without a git executable."""
-    head = git("rev-parse", "--short", "HEAD")
-    if head is None or head.returncode != 0:
-        return None
-    diff = git("diff", "--quiet", "HEAD", "--")
-    dirty = diff is not None and diff.returncode == 1
-    return head.stdout.strip() + ("-dirty" if dirty else "")
+def load_revision_module():
+    spec = importlib.util.spec_from_file_location("lionbench_revision", PACKAGE / "revision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class BuildPyWithRevision(build_py):
@@ -36,9 +26,10 @@ class BuildPyWithRevision(build_py):
 
     def run(self) -> None:
         super().run()
-        revision = checkout_revision()
-        if revision and not self.dry_run:
-            (Path(self.build_lib) / "lionbench" / "_revision.txt").write_text(revision + "\n")
+        revision = load_revision_module()
+        commit = revision.checkout_revision(PACKAGE)
+        if commit and not self.dry_run:
+            (Path(self.build_lib) / "lionbench" / revision.REVISION_FILE).write_text(commit + "\n")
 
 
 setup(cmdclass={"build_py": BuildPyWithRevision})

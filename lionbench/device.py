@@ -1,4 +1,4 @@
-"""The device a run trains on, what it is called, and how it is set up; where the code came from.
+"""The device a run trains on, what it is called, and how it is set up.
 
 Small and torch-only, so that the commands (`bench`, `run`'s precheck) can resolve a device
 without importing the training loop.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,39 +49,3 @@ def autocast(precision: str, device: torch.device) -> Any:
     """bf16 autocast when asked, or by default on CUDA; a no-op context otherwise."""
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-REVISION_FILE = "_revision.txt"  # written into wheels by setup.py
-
-
-def git_revision() -> str | None:
-    """The commit of the code that ran (`-dirty` when its tracked files were modified): from
-    git when the package runs from a checkout (an editable install), else the one setup.py
-    recorded when the wheel was built (`pip install .`), else None (an sdist built outside git)."""
-    package = Path(__file__).resolve().parent
-    return checkout_revision(package) or recorded_revision(package)
-
-
-def checkout_revision(package: Path) -> str | None:
-    """Only a checkout whose `lionbench/` is this very package counts: an installed copy inside
-    some other repository (a venv under a project) must not report that repository's commit."""
-
-    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=5, cwd=package
-            )
-        return None
-
-    out = git("rev-parse", "--show-toplevel", "--short", "HEAD")
-    lines = out.stdout.split() if out is not None and out.returncode == 0 else []
-    if len(lines) != 2 or Path(lines[0]).resolve() / package.name != package:
-        return None
-    diff = git("diff", "--quiet", "HEAD", "--")
-    return lines[1] + ("-dirty" if diff is not None and diff.returncode == 1 else "")
-
-
-def recorded_revision(package: Path) -> str | None:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        return (package / REVISION_FILE).read_text().strip() or None
-    return None

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import lionbench
 from lionbench import checkpoint, console, distributed, slurm, train
 from lionbench.config import decimal_div
-from lionbench.device import device_name, git_revision, resolve_device
+from lionbench.device import device_name, resolve_device
 from lionbench.errors import (
     EXIT_DIVERGED,
     EXIT_FAILED,
@@ -38,6 +38,7 @@ from lionbench.optim import check_impl
 from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
 from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status, run_dir_path
+from lionbench.revision import git_revision
 from lionbench.track import RunDir, WandbLogger, atomic_write_text, warn
 
 EXIT_CODES = {Status.COMPLETED: EXIT_OK, Status.DIVERGED: EXIT_DIVERGED, Status.FAILED: EXIT_FAILED}

@@ -361,6 +361,7 @@ class WandbLogger:
                 f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
             )
             mode = "offline"
+        self.mode = mode  # what is logged: offline after a failed online start (below)
         kwargs = wandb_identity(cfg, name)
         kwargs.update(config=cfg, dir=str(run_dir), reinit="finish_previous")
         if resume_id:  # a resumed run continues its W&B run
@@ -380,7 +381,7 @@ class WandbLogger:
                 f"W&B online failed ({_one_line(e)}); logging to offline W&B files in "
                 f"{run_dir / 'wandb'} instead (upload later with `wandb sync`)"
             )
-            self.mode = "offline"  # what was logged (`mode` stays: the warning said offline)
+            self.mode = "offline"  # (`mode` stays: the warning already said how to sync)
             try:
                 self.run = wandb.init(
                     mode="offline", **kwargs, settings=wandb.Settings(silent=True, console="off")
@@ -388,7 +389,6 @@ class WandbLogger:
             except Exception as e2:
                 self._fail(e2)
 
-        self.mode = mode if self.mode == "disabled" else self.mode
         self._path = "/".join(str(kwargs[k]) for k in ("entity", "project") if kwargs.get(k))
         if self.run is not None and mode == "offline":
             print(

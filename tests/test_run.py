@@ -263,7 +263,7 @@ def repo(tmp_path):
 
 
 def test_git_rev_is_the_checkouts_commit_and_says_dirty(repo):
-    from lionbench.device import checkout_revision
+    from lionbench.revision import checkout_revision
 
     head = _git(repo, "rev-parse", "--short", "HEAD")
     assert checkout_revision(repo / "lionbench") == head
@@ -272,7 +272,7 @@ def test_git_rev_is_the_checkouts_commit_and_says_dirty(repo):
 
 
 def test_an_installed_copy_inside_another_repository_is_not_its_checkout(repo):
-    from lionbench.device import checkout_revision, recorded_revision
+    from lionbench.revision import checkout_revision, recorded_revision
 
     installed = repo / "venv" / "site" / "lionbench"
     assert checkout_revision(installed) is None
@@ -290,12 +290,12 @@ def test_setup_py_writes_the_revision_where_the_installed_package_reads_it(tmp_p
     from setuptools.command.build_py import build_py
     from setuptools.dist import Distribution
 
-    from lionbench.device import recorded_revision
+    from lionbench.revision import checkout_revision, recorded_revision
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setattr(setuptools, "setup", lambda **kw: None)
     hook = runpy.run_path(str(root / "setup.py"), run_name="setup_under_test")
-    expected = hook["checkout_revision"]()
+    expected = checkout_revision(root / "lionbench")
     if expected is None:
         pytest.skip("not a git checkout")
     monkeypatch.setattr(build_py, "run", lambda self: None)  # the modules themselves: not needed
