@@ -1,7 +1,7 @@
 """Build hook (everything else is in pyproject.toml): a wheel built from a git checkout records
 its commit in `lionbench/_revision.txt`, so that a run's `git_rev` is known after a
 non-editable `pip install .`, where the installed package no longer sits in a checkout. The rules
-are lionbench/revision.py's, loaded by path: importing the package would need torch."""
+are lionbench/run/revision.py's, loaded by path: importing the package would need torch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ PACKAGE = Path(__file__).resolve().parent / "lionbench"
 
 
 def load_revision_module():
-    spec = importlib.util.spec_from_file_location("lionbench_revision", PACKAGE / "revision.py")
+    spec = importlib.util.spec_from_file_location(
+        "lionbench_revision", PACKAGE / "run" / "revision.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

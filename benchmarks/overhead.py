@@ -31,11 +31,11 @@ def hand_loop(overrides: list[str], steps: int, warmup: int) -> float:
     from omegaconf import OmegaConf
 
     from lionbench import config
-    from lionbench.device import autocast, configure, resolve_device
+    from lionbench.loop.device import autocast, configure, resolve_device
+    from lionbench.loop.train import derive_seed
     from lionbench.optim import build_optimizer
     from lionbench.optim.schedule import build_scheduler
     from lionbench.recipe import load_recipe
-    from lionbench.train import derive_seed
 
     cfg = config.compose(overrides)
     OmegaConf.resolve(cfg)

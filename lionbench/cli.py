@@ -1,7 +1,9 @@
-"""The `lionbench` command: thin Typer commands that hand work to the modules.
+"""The `lionbench` command: thin Typer commands that hand work to lionbench/commands/,
+lionbench/run/ (`run`) and lionbench/report/ (`report`).
 
 Nothing heavy is imported at module level, so `lionbench --help` starts instantly; each command
-imports what it needs.
+imports what it needs. Bad input anywhere raises `UserError`, which `main` turns into the one
+error line and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError
+from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UserError, say_error
 
 
 class OverridesCommand(TyperCommand):
@@ -26,7 +28,7 @@ class OverridesCommand(TyperCommand):
         items = super().shell_complete(ctx, incomplete)
         if incomplete.startswith("-"):
             return items
-        from lionbench.completion import complete_override
+        from lionbench.commands.completion import complete_override
 
         before = list(ctx.args)
         key = None
@@ -86,7 +88,7 @@ def run(ctx: typer.Context) -> None:
     `run --hydra-help` Hydra's flags.
     """
     if ctx.args and ctx.args[0] in ("--help", "-h"):
-        from lionbench.completion import run_help
+        from lionbench.commands.completion import run_help
 
         print(run_help())
         raise typer.Exit(EXIT_OK)
@@ -96,7 +98,7 @@ def run(ctx: typer.Context) -> None:
             "option lionbench does not have); install lionbench's own, which completes "
             "commands, options and overrides: lionbench --install-completion"
         )
-    from lionbench.app import main as run_main
+    from lionbench.run.launch import main as run_main
 
     raise typer.Exit(run_main(list(ctx.args)))
 
@@ -162,20 +164,16 @@ def overrides_of(ctx: typer.Context) -> list[str]:
 
 def sweep_options(
     ratios: str, seeds: str, adamw_lrs: str | None, confirm_seeds: str | None
-) -> dict[str, object]:
-    """The parsed grid options shared by `sweep` and `study claims`; bad input exits 2."""
-    from lionbench.sweep import parse_confirm, parse_list
+) -> dict[str, Any]:
+    """The parsed grid options shared by `sweep` and `study claims`, as their keywords."""
+    from lionbench.commands.grid import parse_confirm, parse_list
 
-    try:
-        return {
-            "ratios": parse_list(ratios, "--ratios", float),
-            "seeds": parse_list(seeds, "--seeds", int),
-            "adamw_lrs": None if adamw_lrs is None else parse_list(adamw_lrs, "--adamw-lrs", float),
-            "confirm_seeds": parse_confirm(confirm_seeds),
-        }
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    return {
+        "ratios": parse_list(ratios, "--ratios", float),
+        "seeds": parse_list(seeds, "--seeds", int),
+        "adamw_lrs": None if adamw_lrs is None else parse_list(adamw_lrs, "--adamw-lrs", float),
+        "confirm_seeds": parse_confirm(confirm_seeds),
+    }
 
 
 @app.command(
@@ -204,11 +202,13 @@ def sweep(
     hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
     only when a run failed. The manifest is <results_dir>/_sweeps/<name>.json.
     """
-    from lionbench.sweep import run_sweep
+    from lionbench.commands.sweep import run_sweep
 
     opts = sweep_options(ratios, seeds, adamw_lrs, confirm_seeds)
-    grid = opts.pop("ratios"), opts.pop("seeds")
-    code = run_sweep(*grid, name, launcher, overrides_of(ctx), max_extend=max_extend, **opts)  # type: ignore[arg-type]
+    overrides = overrides_of(ctx)
+    code = run_sweep(
+        **opts, name=name, launcher=launcher, overrides=overrides, max_extend=max_extend
+    )
     raise typer.Exit(code)
 
 
@@ -246,21 +246,11 @@ def claims(
     Lion's betas (0.95, 0.98) at an aggressive lr. Extra arguments are Hydra overrides for every
     run (recipe=gpt2 scale=small ...). The manifest is <results_dir>/_studies/<name>.json.
     """
-    from lionbench.study import run_study
+    from lionbench.commands.study import run_study
 
     opts = sweep_options(ratios, seeds, adamw_lrs, confirm_seeds)
-    grid = opts.pop("ratios"), opts.pop("seeds")
-    code = run_study(
-        *grid,  # type: ignore[arg-type]
-        name,
-        launcher,
-        overrides_of(ctx),
-        max_extend=max_extend,
-        small_batch=small_batch,
-        aggressive=aggressive,
-        **opts,  # type: ignore[arg-type]
-    )
-    raise typer.Exit(code)
+    opts.update(name=name, launcher=launcher, overrides=overrides_of(ctx), max_extend=max_extend)
+    raise typer.Exit(run_study(**opts, small_batch=small_batch, aggressive=aggressive))
 
 
 @app.command()
@@ -293,13 +283,9 @@ def report(
     """Tables, plots and a verdict on the paper's claims from run directories."""
     from lionbench.report import report as make_report
 
-    try:
-        make_report(
-            results or [Path("results")], out, list(target or []), list(by or []), baseline=baseline
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    make_report(
+        results or [Path("results")], out, list(target or []), list(by or []), baseline=baseline
+    )
     if out is not None:
         print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG/SVG plots")
 
@@ -327,18 +313,14 @@ def bench_optim(
         Path | None, typer.Option(help="Also write the rows to a .csv or .json.")
     ] = None,
 ) -> None:
-    """Time optimizer.step() for every Lion and AdamW implementation on real model shapes."""
-    from lionbench import bench
+    """Time optimizer.step() for every registered implementation on real model shapes."""
+    from lionbench.commands import bench_optim as bench
 
-    try:
-        chosen = [i for i in impls.split(",") if i]
-        bench.check_options(params, chosen, steps, warmup, repeats, device, out)
-        rows = bench.bench_optim(
-            params, chosen or bench.default_impls(device), steps, warmup, repeats, device
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    chosen = [i for i in impls.split(",") if i]
+    bench.check_options(params, chosen, steps, warmup, repeats, device, out)
+    rows = bench.bench_optim(
+        params, chosen or bench.default_impls(device), steps, warmup, repeats, device
+    )
     bench.print_table(rows)
     if out is not None:
         bench.write(rows, out)
@@ -376,19 +358,16 @@ def bench_train(
 
     Extra arguments are Hydra overrides for every run (device=cpu precision=bf16 ...).
     """
-    from lionbench import bench_train as bt
+    from lionbench.commands import bench_train as bt
+    from lionbench.commands.bench_optim import write
 
-    try:
-        plan = bt.check_options(
-            recipes, optims, scale, data, compile_, steps, warmup, repeats, out, overrides_of(ctx)
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    plan = bt.check_options(
+        recipes, optims, scale, data, compile_, steps, warmup, repeats, out, overrides_of(ctx)
+    )
     rows = bt.bench_train(plan)
     bt.print_table(rows)
     if out is not None:
-        bt.write(rows, out)
+        write(rows, out)
         print(f"wrote {out}")
     raise typer.Exit(EXIT_FAILED if any(r["error"] for r in rows) else EXIT_OK)
 
@@ -396,40 +375,9 @@ def bench_train(
 @app.command("list")
 def list_() -> None:
     """Show the recipes, optimizers and implementations, scales, data sources and schedules."""
-    import yaml
-    from rich.table import Table
+    from lionbench.commands.listing import print_choices
 
-    from lionbench.config import CONF_DIR, choices
-    from lionbench.console import make_console
-    from lionbench.optim.registry import OPTIMIZERS
-
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("what")
-    table.add_column("choices (override as key=value)")
-    recipes = []
-    for name in choices("recipe"):
-        spec = yaml.safe_load((CONF_DIR / "recipe" / f"{name}.yaml").read_text())
-        scales = [
-            s for s in choices("scale") if (CONF_DIR / "recipe_scale" / f"{name}_{s}.yaml").exists()
-        ]
-        recipes.append(
-            f"{name}  (data: {', '.join(spec.get('data_sources', []))}; "
-            f"scales: {', '.join(scales)})"
-        )
-    table.add_row("recipe", "\n".join(recipes))
-    table.add_row(
-        "optim",
-        "\n".join(
-            f"{name}  (optim.impl: {', '.join(spec.impls)}): {spec.description}"
-            for name, spec in OPTIMIZERS.items()
-        )
-        + "\nany optimizer class: a YAML with _target_: module.Class in --config-dir",
-    )
-    table.add_row("scale", ", ".join(choices("scale")))
-    table.add_row("data", ", ".join(choices("data")))
-    table.add_row("sched", ", ".join(choices("sched")))
-    table.add_row("logger.wandb.mode", "auto, online, offline, disabled")
-    make_console().print(table)
+    print_choices()
 
 
 @prepare_app.command("text")
@@ -444,13 +392,9 @@ def prepare_text(
     jsonl_field: Annotated[str, typer.Option(help="Text field of JSONL records.")] = "text",
 ) -> None:
     """Tokenize local text into train.bin / val.bin (uint16) and meta.json for data=tokens."""
-    from lionbench.prepare import prepare_text as do_prepare
+    from lionbench.commands.prepare import prepare_text as do_prepare
 
-    try:
-        meta = do_prepare(files, out, tokenizer, val_fraction, jsonl_field)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    meta = do_prepare(files, out, tokenizer, val_fraction, jsonl_field)
     print(
         f"wrote {out}/train.bin ({meta['train_tokens']:,} tokens), {out}/val.bin "
         f"({meta['val_tokens']:,} tokens), tokenizer {meta['tokenizer']}, vocab "
@@ -489,17 +433,17 @@ def main(args: list[str] | None = None) -> None:
     click_exception = _click_exception()
     try:
         code = app(args=args, prog_name="lionbench", standalone_mode=False)
-    except UserError as e:  # a command that did not catch its own
-        print(f"error: {e}", file=sys.stderr)
+    except UserError as e:  # bad input, from any command
+        say_error(e)
         sys.exit(EXIT_BAD_INPUT)
     except click_exception as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `lionbench`, `lionbench bench`: the help
             print(e.format_message(), end="")  # Typer's rich help has printed itself already
             sys.exit(EXIT_BAD_INPUT)
-        print(f"error: {_one_line(e.format_message()).rstrip('.')}{_hint(e)}", file=sys.stderr)
+        say_error(f"{_one_line(e.format_message()).rstrip('.')}{_hint(e)}")
         sys.exit(EXIT_BAD_INPUT)
     except typer.Abort:
-        print("error: aborted", file=sys.stderr)
+        say_error("aborted")
         sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 

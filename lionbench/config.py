@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from lionbench import checks
-from lionbench.errors import UserError, check_output_dir
+from lionbench.errors import UserError, check_output_dir, first_line
 from lionbench.optim.registry import impl_of, spec_of
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_NAME = "config"  # conf/config.yaml: the root config every run composes
 
 SCHEDULES = ("cosine", "linear", "rsqrt", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -199,7 +200,7 @@ def _parse_error_line(parser: Any, overrides: list[str], e: Exception) -> str:
                 f"characters, e.g. '{key}=\"{value}\"' (single quotes for the shell, double "
                 f"quotes for Hydra)"
             )
-    return f"cannot parse overrides: {_first_line(e)}"
+    return f"cannot parse overrides: {first_line(e)}"
 
 
 def compose(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any:
@@ -216,7 +217,7 @@ def compose(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             searchpath = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra_dirs)}]"]
             return hydra_compose(
-                config_name="config", overrides=[*overrides, *(searchpath if extra_dirs else [])]
+                config_name=CONFIG_NAME, overrides=[*overrides, *(searchpath if extra_dirs else [])]
             )
     except MissingConfigException as e:
         raise UserError(_missing_config_line(e, extra_dirs)) from None
@@ -239,7 +240,7 @@ def _missing_config_line(e: Any, extra_dirs: Sequence[Path]) -> str:
     if group and options:
         hint = checks.did_you_mean(name, options)
         return f"unknown {group} '{name}'{hint} (accepted: {', '.join(options)})"
-    return _first_line(e)
+    return first_line(e)
 
 
 def _composition_line(e: Exception, overrides: list[str], extra_dirs: Sequence[Path]) -> str:
@@ -253,7 +254,7 @@ def _composition_line(e: Exception, overrides: list[str], extra_dirs: Sequence[P
         options = choices(group, extra_dirs) if group else []
         if options:
             return f"unknown {group} '{name}' (accepted: {', '.join(options)})"
-    return _first_line(e)
+    return first_line(e)
 
 
 def _unknown_key_line(key: str, overrides: list[str], extra_dirs: Sequence[Path]) -> str:
@@ -284,11 +285,6 @@ def compose_quiet(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any 
 
 def _sets_key(override: str, key: str) -> bool:
     return override.lstrip("+~").split("=", 1)[0] == key
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------- validating
@@ -420,7 +416,7 @@ def validate(cfg: Any, extra_dirs: Sequence[Path] = ()) -> None:
         raise
     except OmegaConfBaseException as e:
         cause = _user_error_in_chain(e)
-        raise UserError(str(cause) if cause else f"config error: {_first_line(e)}") from None
+        raise UserError(str(cause) if cause else f"config error: {first_line(e)}") from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(

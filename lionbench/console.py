@@ -26,11 +26,23 @@ def make_console() -> Any:
 
 
 def fmt(value: Any, digits: int = 4) -> str:
+    """A value for a table or a progress line: `digits` significant figures, `-` for None."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def short(value: float | None, scale: float = 1.0, pct: bool = False) -> str:
+    """A benchmark figure in three significant figures or more (12.3, 123, 1.23), or a share
+    as a percentage, so that tables fit 80-100 columns; `-` for None."""
+    if value is None:
+        return "-"
+    if pct:
+        return f"{value:.1%}"
+    v = value * scale
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
 class Progress:
@@ -122,8 +134,9 @@ def summary_table(summary: dict[str, Any]) -> None:
 def next_steps(summary: dict[str, Any]) -> str:
     """What a first run cannot say alone (is Lion better?) and the command that answers it:
     the other optimizer on the same seed (a paired comparison), then the report."""
-    optim = summary.get("optim")
-    other = "adamw" if optim != "adamw" else "lion"
+    from lionbench.optim.registry import BASELINE, CANDIDATE
+
+    other = CANDIDATE if summary.get("optim") == BASELINE else BASELINE
     results = Path(str(summary["run_dir"])).parent.parent
     return (
         f"next: compare with {other} on the same seed (same init and batches): run the same "

@@ -1,20 +1,43 @@
-"""Bad user input, an interrupted run, the exit codes, and the output-directory check.
+"""Bad user input, an interrupted run, the exit codes, the one-line messages, and the
+output-directory check.
 
-Anything raised as `UserError` is reported as a single line on stderr with exit code 2 and no
-traceback, before any run directory exists. `Interrupted` ends a command whose run stopped on a
-signal after checkpointing. Everything else is a bug or a runtime failure.
+Anything raised as `UserError` reaches `cli.main`, which prints it as the one error line
+(`say_error`) with exit code 2 and no traceback, before any run directory exists. Only a Hydra
+job prints its own (a bad run of a multirun must not stop the others). `Interrupted` ends a
+command whose run stopped on a signal after checkpointing. Everything else is a bug or a runtime
+failure.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 
 class UserError(Exception):
     """Bad input: an unknown name, an invalid value, a missing path."""
+
+
+def first_line(e: BaseException, with_type: bool = False) -> str:
+    """The first non-empty line of an exception's message (its type when it has none), for
+    one-line messages; `with_type`: `<ExceptionType>: <first line>`."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    return f"{type(e).__name__}: {lines[0]}" if with_type else lines[0]
+
+
+def say_error(message: str | BaseException) -> None:
+    """THE error line: `error: <message>` on stderr."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning line: `warning: <message>` on stderr; the command goes on."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 EXIT_OK = 0

@@ -4,8 +4,9 @@ A recipe is `recipes/<name>.py` (shipped as `lionbench.recipes.<name>`) defining
 `Recipe` subclass, plus `conf/recipe/<name>.yaml` and `conf/recipe_scale/<name>_<scale>.yaml`.
 A recipe of the user's own lives in any importable module named by `recipe.module`
 (`recipe.module=mypkg.mlp`), with its YAMLs in the user's `--config-dir`.
-It builds the model, the data and the loss. The harness (`lionbench.train`) owns seeding, the
-optimizer, the schedule, precision, compilation, timing, logging and the run directory.
+It builds the model, the data and the loss. The harness (the loop, loop/train.py, and the run
+around it) owns seeding, the optimizer, the schedule, precision, compilation, timing, logging
+and the run directory. `training_flops_per_example` counts a model's FLOPs for recipes' MFU.
 """
 
 from __future__ import annotations
@@ -132,3 +133,19 @@ def load_recipe(cfg: DictConfig) -> Recipe:
             f"recipe module {name} must define RECIPE, a subclass of lionbench.recipe.Recipe"
         )
     return recipe_cls(cfg)
+
+
+def training_flops_per_example(model: torch.nn.Module, example: Any) -> float:
+    """3x the forward FLOPs of `model(*example)` for a batch of one (forward + backward, the
+    usual 6N rule for dense layers), counted by torch's FlopCounterMode: what MFU compares with
+    the device's peak."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*example)
+    model.train(was_training)
+    return 3.0 * counter.get_total_flops()

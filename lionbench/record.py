@@ -1,9 +1,11 @@
-"""The run record: a run's identity, its status and its summary.json, versioned.
+"""The run record: what identifies a run, how it ended (`Status`) and what came of it
+(`RunSummary`, summary.json's schema, versioned). The loop, the run layer, sweeps, W&B and the
+report all speak it; `run/rundir.py` reads and writes its files.
 
 One definition of what is *not* part of a run's identity (`NOT_IDENTITY`) serves the run
-directory's name, the report's settings and sweeps. `RunSummary` is summary.json as a typed
-record; `read_summary` accepts every schema written so far (schema 1 had no version key), so
-runs already on disk keep working. Nothing here imports torch.
+directory's name, the report's settings and sweeps. `RunSummary.from_dict` accepts every schema
+written so far (schema 1 had no version key), so runs already on disk keep working. Nothing
+here imports torch.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
+from lionbench.files import json_safe
 from lionbench.optim.registry import OPTIMIZERS
 
 SCHEMA_VERSION = 2
@@ -124,13 +125,6 @@ def run_name(cfg: dict[str, Any], device_type: str) -> str:
     return (
         f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}"
         f"-s{cfg['seed']}-{digest(identity(cfg, device_type))}"
-    )
-
-
-def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
-    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`."""
-    return (
-        Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / run_name(cfg, device_type)
     )
 
 
@@ -260,75 +254,3 @@ class RunSummary:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(RunSummary)}
-
-
-def read_summary(path: Path) -> RunSummary | None:
-    """summary.json as a record, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-        return RunSummary.from_dict(data) if isinstance(data, dict) else None
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def json_safe(value: Any) -> Any:
-    """Non-finite floats become strings ("nan", "inf") so files stay strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def status_of(run_dir: Path) -> Status:
-    """A run directory's status as a sweep or a launcher sees it."""
-    summary = read_summary(run_dir / "summary.json")
-    if summary is None:
-        if not run_dir.exists():
-            return Status.MISSING
-        return Status.NOT_STARTED if not_started(run_dir) else Status.PARTIAL
-    return Status.PARTIAL if summary.status == Status.RUNNING else summary.status
-
-
-# ------------------------------------------------------------------------------ before step 1
-
-# Written (before config.yaml) when a run starts afresh, removed once its first step is done or
-# a summary is written: a directory holding it has no result and nothing to resume.
-NOT_STARTED_FILE = "NOT_STARTED"
-NOT_STARTED_TEXT = (
-    "This run was set up but has not trained a step: it was interrupted during setup (or is "
-    "setting up now). Run the same command again to start it.\n"
-)
-NOT_STARTED_FIX = (
-    "interrupted before step 1, nothing trained: run the same command again to start it, "
-    "or delete the directory"
-)
-
-
-def not_started(run_dir: Path) -> bool:
-    """A directory without a summary that holds no trained step: no checkpoint, and the
-    runner's `NOT_STARTED` marker or (directories of earlier versions, which wrote no marker)
-    no metrics record past step 0. Rerunning the command starts such a run from scratch."""
-    if (run_dir / "checkpoint.pt").exists():  # a trained step, kept: the run resumes
-        return False
-    if (run_dir / NOT_STARTED_FILE).is_file():
-        return True
-    return not _any_step_logged(run_dir / "metrics.jsonl")
-
-
-def _any_step_logged(path: Path) -> bool:
-    """Whether metrics.jsonl has a record past step 0 (read up to the first one)."""
-    try:
-        with path.open() as f:
-            for line in f:
-                try:
-                    step = json.loads(line).get("step")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(step, int) and not isinstance(step, bool) and step > 0:
-                    return True
-    except OSError:
-        return False
-    return False

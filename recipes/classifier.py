@@ -15,8 +15,7 @@ from torch import nn
 from lionbench.config import check_positive_ints
 from lionbench.data import images
 from lionbench.errors import UserError
-from lionbench.flops import training_flops_per_example
-from lionbench.recipe import Data, Recipe
+from lionbench.recipe import Data, Recipe, training_flops_per_example
 
 
 class ImageClassifierRecipe(Recipe):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SMOKE, run_cli, run_dirs, summary
+from helpers import SMOKE, run_cli, run_dirs, summary
 
 
 def test_help_does_not_import_torch():
@@ -117,7 +117,10 @@ def test_run_help_is_lionbenchs_summary_and_hydra_help_is_hydras():
     print at once), hiding the internal recipe_scale group; `--hydra-help` is Hydra's page."""
     res = run_cli("run", "--help")
     assert res.returncode == 0, res.stderr
-    assert "optim   adafactor, adamw, [lion], sgd" in res.stdout
+    from lionbench.optim.registry import OPTIMIZERS
+
+    optims = ", ".join(f"[{n}]" if n == "lion" else n for n in sorted(OPTIMIZERS))  # the default
+    assert f"optim   {optims}" in res.stdout
     assert "recipe  [gpt2], resnet50, unet, vit" in res.stdout
     assert "recipe_scale" not in res.stdout and "train.batch_size" in res.stdout
     assert "compile=false" in res.stdout

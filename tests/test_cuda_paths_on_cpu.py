@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import run_dirs, run_inprocess, summary
+from helpers import run_dirs, run_inprocess, summary
 
 # Two steps: the first compiles (forward and backward), the second runs the compiled graphs.
 SHORT = ["train.steps=2", "train.eval_interval=2", "train.log_interval=1", "timing.warmup_steps=1"]
@@ -41,7 +41,7 @@ def test_compile_and_bf16_run_on_cpu(tmp_path, monkeypatch, recipe):
 def test_without_wandb_installed_wandb_is_off_with_one_line(tmp_path, monkeypatch, capsys):
     """The GPU image has no wandb: a run asking for W&B trains anyway and says so once."""
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
-    monkeypatch.setattr("lionbench.track.WandbLogger.missing_reported", False)
+    monkeypatch.setattr("lionbench.tracking.wandb_run.WandbLogger.missing_reported", False)
     results = tmp_path / "results"
     for seed in (0, 1):
         code = run_inprocess(results, "logger.wandb.mode=offline", f"seed={seed}", *SHORT)

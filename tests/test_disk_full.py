@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_dirs, run_inprocess, summary
+from helpers import run_dirs, run_inprocess, summary
 
-import lionbench.track
-from lionbench import checkpoint
-from lionbench.track import RunDir
+from lionbench import files
+from lionbench.run import checkpoint
+from lionbench.run.rundir import CHECKPOINT, RunDir
 
 STEPS = ["train.steps=10", "train.log_interval=5", "train.eval_interval=5"]
 
@@ -35,7 +35,7 @@ def test_checkpoint_that_does_not_fit_keeps_the_previous_one(tmp_path, monkeypat
 
     def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
         fd, tmp = real_mkstemp(*args, **kwargs)
-        if str(kwargs.get("prefix")).startswith(f".{checkpoint.FILENAME}."):
+        if str(kwargs.get("prefix")).startswith(f".{CHECKPOINT}."):
             saves.append(tmp)
             if len(saves) == 2:  # the second checkpoint: every write fails with ENOSPC
                 os.close(fd)
@@ -45,11 +45,11 @@ def test_checkpoint_that_does_not_fit_keeps_the_previous_one(tmp_path, monkeypat
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     assert run_inprocess(tmp_path, *STEPS, "checkpoint.interval=4") == 1
     (d,) = run_dirs(tmp_path)
-    ckpt = d / checkpoint.FILENAME
+    ckpt = RunDir(d).checkpoint
     (line,) = run_lines(capsys.readouterr().err)
     assert line.startswith("run failed: disk full (") and str(ckpt) in line
     assert summary(d)["status"] == "failed" and "disk full" in summary(d)["error"]
-    assert checkpoint.load(ckpt, d.name)["step"] == 4  # the previous checkpoint, intact
+    assert checkpoint.load(RunDir(d))["step"] == 4  # the previous checkpoint, intact
     assert not list(d.glob(".*.tmp"))  # the torn temporary file is gone
 
 
@@ -96,7 +96,7 @@ def test_disk_full_before_training_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_a_completed_run_leaves_no_stale_error_log(tmp_path, monkeypatch):
-    from lionbench import train
+    from lionbench.loop import train
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("a failure of the first attempt")
@@ -119,7 +119,7 @@ def test_atomic_write_names_the_file_when_the_disk_is_full(tmp_path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.raises(OSError) as e:
-        lionbench.track.atomic_write(target, write)
+        files.atomic_write(target, write)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 

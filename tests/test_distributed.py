@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from conftest import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
 
 # Same seed, same global batch (8) for both: two ranks of 4 examples each vs one process of 8.
 # The only arithmetic difference is where fp32 sums are split (the gradient all-reduce adds two

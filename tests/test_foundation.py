@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMOKE, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, run_cli, run_dirs, run_inprocess, summary
 
-from lionbench import bench
+from lionbench.commands import bench_optim as bench
 from lionbench.errors import UserError
 from lionbench.optim import build_from_groups, state_bytes
 from lionbench.optim.registry import OPTIMIZERS, all_impls
-from lionbench.record import SCHEMA_VERSION, RunSummary, Status, read_summary
+from lionbench.record import SCHEMA_VERSION, RunSummary, Status
+from lionbench.run.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_PKG = ROOT / "tests" / "data" / "userpkg"
@@ -53,7 +54,7 @@ def test_state_bytes_follow_the_registry():
         if OPTIMIZERS[name].impls[variant].needs:
             continue
         params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-        cfg = {"name": name, "impl": variant, "weight_decay": 0.1, **bench.BENCH_HYPERPARAMS[name]}
+        cfg = {"name": name, "impl": variant, "weight_decay": 0.1}  # the registry's defaults
         opt = build_from_groups(cfg, [{"params": params, "weight_decay": 0.1}])
         for p in params:
             p.grad = torch.randn_like(p)
@@ -167,7 +168,7 @@ def test_summary_round_trip_and_unknown_schema(tmp_path):
     s.update(status="diverged", final_val_loss=math.nan)
     path = tmp_path / "summary.json"
     path.write_text(s.to_json())
-    back = read_summary(path)
+    back = RunDir(tmp_path).read_summary()
     assert (
         back is not None
         and back.status == Status.DIVERGED
@@ -177,7 +178,7 @@ def test_summary_round_trip_and_unknown_schema(tmp_path):
     with pytest.raises(AttributeError):
         s.update(no_such_field=1)
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 99}))
-    assert read_summary(path) is None
+    assert RunDir(tmp_path).read_summary() is None
     with pytest.raises(ValueError, match="schema 99"):
         RunSummary.from_dict(json.loads(path.read_text()))
 
@@ -256,7 +257,13 @@ def test_no_import_cycles():
     assert not cycles, cycles[:3]
 
 
-def test_functions_and_report_modules_stay_small():
+def package_modules() -> list[Path]:
+    """The package's own modules (the recipes are reached through a symlink: not counted)."""
+    package = ROOT / "lionbench"
+    return sorted(p for p in package.rglob("*.py") if "recipes" not in p.relative_to(package).parts)
+
+
+def test_functions_and_modules_stay_small():
     long = []
     for f in sorted((ROOT / "lionbench").rglob("*.py")) + sorted((ROOT / "recipes").glob("*.py")):
         for node in ast.walk(ast.parse(f.read_text())):
@@ -264,10 +271,61 @@ def test_functions_and_report_modules_stay_small():
             if is_function and node.end_lineno - node.lineno + 1 > 80:
                 long.append(f"{f.name}:{node.name}")
     assert not long
-    report = ROOT / "lionbench" / "report"
-    if report.is_dir():
-        sizes = {p.name: len(p.read_text().splitlines()) for p in report.glob("*.py")}
-        assert all(n <= 300 for n in sizes.values()), sizes
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in package_modules()}
+    assert {p: n for p, n in sizes.items() if n > 550} == {}
+    report = {p: n for p, n in sizes.items() if p.startswith("lionbench/report/")}
+    assert report and all(n <= 300 for n in report.values()), report
+
+
+def test_the_top_of_the_package_holds_at_most_twelve_modules():
+    """What every layer shares sits at the top; the rest lives in the folder that says what it
+    does (run/, loop/, commands/, report/, ...)."""
+    top = sorted(p.name for p in (ROOT / "lionbench").glob("*.py"))
+    assert len(top) <= 12, top
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string literal of a module, f-string pieces included."""
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_run_directory_file_names_are_spelled_in_one_module():
+    """Every reader (report, sweeps, checkpoint, lock...) goes through run/rundir.py for the
+    files of a run directory and the results tree. ("wandb" is also a config section's name,
+    so W&B's directory is left out of this check.)"""
+    from lionbench.run import rundir
+
+    names = [rundir.CONFIG, rundir.METRICS, rundir.SUMMARY, rundir.CHECKPOINT, rundir.LOCK,
+             rundir.NOT_STARTED, rundir.ERROR_LOG, rundir.SWEEPS, rundir.STUDIES]  # fmt: skip
+    spelled = re.compile(r"(^|[/*.])(" + "|".join(re.escape(n) for n in names) + r")$")
+    found = [
+        f"{p.relative_to(ROOT)}:{line}: {text!r}"
+        for p in package_modules()
+        if p.name != "rundir.py" or p.parent.name != "run"
+        for line, text in string_constants(p)
+        if spelled.search(text)
+    ]
+    assert not found
+
+
+def test_only_the_registry_names_an_optimizers_role():
+    """Sweeps, studies, benchmarks and commands take the baseline/candidate pair, tuning axes
+    and defaults from the registry: no comparison with an optimizer's name outside optim/ (the
+    registry) and report/ (which reads recorded runs of any optimizer)."""
+    names = "|".join(OPTIMIZERS)
+    compared = re.compile(rf"""[=!]=\s*["']({names})["']|["']({names})["']\s*[=!]=""")
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in package_modules()
+        if p.parent.name not in ("optim", "report")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if compared.search(line)
+    ]
+    assert not found
 
 
 def layout_names(text: str) -> set[str]:
@@ -290,6 +348,15 @@ def test_layout_sections_match_the_tree(doc):
     tree |= {f"{p.name}/" for p in ROOT.rglob("*") if p.is_dir() and ".git" not in p.parts}
     missing = [n for n in names if last_part(n) not in tree]
     assert not missing, f"{doc} names what the tree lacks: {missing}"
+
+
+def test_design_names_every_module_and_folder_of_the_package():
+    """docs/design.md's layout is the map of the package: nothing in it goes unnamed."""
+    names = layout_names((ROOT / "docs" / "design.md").read_text())
+    named = {last_part(n) for n in names}
+    modules = {p.name for p in package_modules() if p.name != "__init__.py"}
+    folders = {f"{p.parent.name}/" for p in package_modules() if p.parent.name != "lionbench"}
+    assert sorted((modules | folders) - named) == []
 
 
 def last_part(name: str) -> str:

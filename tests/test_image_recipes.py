@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
 from PIL import Image
 
 from lionbench import config

@@ -98,7 +98,7 @@ def test_rejects_bad_hyperparameters():
 
 
 def test_bench_optim_command(tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     out = tmp_path / "bench.json"
     res = run_cli(
@@ -142,7 +142,7 @@ def test_bench_optim_command(tmp_path):
     ],
 )
 def test_bench_optim_bad_input(args, expected):
-    from conftest import run_cli
+    from helpers import run_cli
 
     res = run_cli("bench", "optim", "--steps", "1", "--repeats", "1", *args)
     assert res.returncode == 2

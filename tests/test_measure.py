@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import metrics, run_dirs, run_inprocess, summary
+from helpers import metrics, run_dirs, run_inprocess, summary
 
 from lionbench import config
 from lionbench.data import builtin_tokens as bt
+from lionbench.loop.timing import Clock, PeakMemory
 from lionbench.recipe import load_recipe
-from lionbench.timing import Clock, PeakMemory
 
 # ------------------------------------------------------------------------------- the timing rule
 

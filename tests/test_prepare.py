@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lionbench.commands.prepare import prepare_text
 from lionbench.data import tokens
 from lionbench.errors import UserError
-from lionbench.prepare import prepare_text
 
 DOCS_TXT = [
     "The quick brown fox jumps over the lazy dog.\nSecond line.\n",

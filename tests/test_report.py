@@ -15,14 +15,8 @@ import yaml
 
 from lionbench import report as report_mod
 from lionbench.errors import UserError
-from lionbench.record import (
-    NOT_STARTED_FILE,
-    NOT_STARTED_FIX,
-    NOT_STARTED_TEXT,
-    RunSummary,
-    Status,
-    digest,
-)
+from lionbench.record import RunSummary, Status, digest
+from lionbench.run.rundir import NOT_STARTED, NOT_STARTED_FIX, NOT_STARTED_TEXT
 
 SCHEMA1 = Path(__file__).parent / "data" / "schema1" / "results"
 ADAMW = "adamw lr=0.003 wd=0.1"
@@ -314,7 +308,7 @@ def test_a_run_killed_in_setup_is_a_problem_line_never_a_setting(tmp_path, marke
         write_run(tmp_path, optim, lr, wd, 0, ratio=3 if optim == "lion" else None)
     d = not_started_run(tmp_path)  # scale=full: a setting of its own, were it one
     if marker:
-        (d / NOT_STARTED_FILE).write_text(NOT_STARTED_TEXT)
+        (d / NOT_STARTED).write_text(NOT_STARTED_TEXT)
     out = tmp_path / "out"
     settings = report_mod.report([tmp_path], out, [], [], quiet=True)
     assert [s.label for s in settings] == ["gpt2 smoke"]  # no `device=` section for it

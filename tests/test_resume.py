@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
 
 # Long enough (a few seconds) that a kill lands mid-run; checkpoints every 10 steps.
 LONG = [
@@ -167,7 +167,7 @@ def test_bad_leftovers_are_refused_with_one_line(tmp_path):
     ckpt.write_bytes(bytes(flipped))  # 64 flipped bytes: a bad disk, a bad copy
     _assert_refused(results, d, "checkpoint.pt is")  # "... is corrupt" or "... is unreadable"
 
-    from lionbench import checkpoint
+    from lionbench.run import checkpoint
 
     ckpt.write_bytes(good)
     state = torch.load(ckpt, weights_only=True)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import metrics, run_dirs, run_inprocess, summary
+from helpers import metrics, run_dirs, run_inprocess, summary
 
 SUMMARY_KEYS = {
     "status",
@@ -145,9 +145,13 @@ def test_unfinished_run_starts_over(tmp_path):
 
 
 def test_a_run_killed_in_setup_is_not_started_and_the_same_command_starts_it(tmp_path, monkeypatch):
-    from lionbench import train
-    from lionbench.record import NOT_STARTED_FILE, Status, status_of
-    from lionbench.sweep import problem_line
+    from lionbench.commands.screen import problem_line
+    from lionbench.loop import train
+    from lionbench.record import Status
+    from lionbench.run.rundir import NOT_STARTED, RunDir
+
+    def status_of(d):
+        return RunDir(d).status()
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # like a kill: the process ends, no summary is written
@@ -156,7 +160,7 @@ def test_a_run_killed_in_setup_is_not_started_and_the_same_command_starts_it(tmp
     with pytest.raises(KeyboardInterrupt):
         run_inprocess(tmp_path, "optim=adamw")
     (d,) = run_dirs(tmp_path)
-    assert (d / NOT_STARTED_FILE).is_file() and not (d / "summary.json").exists()
+    assert (d / NOT_STARTED).is_file() and not (d / "summary.json").exists()
     assert status_of(d) == Status.NOT_STARTED and status_of(d).problem
     assert problem_line(d) == (
         f"not_started: {d} (interrupted before step 1, nothing trained: run the same command "
@@ -166,7 +170,7 @@ def test_a_run_killed_in_setup_is_not_started_and_the_same_command_starts_it(tmp
     monkeypatch.setattr(train, "window_edge", killed)  # right after step 1
     with pytest.raises(KeyboardInterrupt):
         run_inprocess(tmp_path, "optim=adamw")
-    assert not (d / NOT_STARTED_FILE).exists()  # the first step was done
+    assert not (d / NOT_STARTED).exists()  # the first step was done
     monkeypatch.undo()
     assert run_inprocess(tmp_path, "optim=adamw") == 0
     assert summary(d)["status"] == "completed" and status_of(d) == Status.COMPLETED
@@ -215,7 +219,7 @@ def test_scale_full_on_a_cpu_is_warned_before_training():
     import torch
 
     from lionbench import config
-    from lionbench.runner import full_scale_on_cpu
+    from lionbench.run.runner import full_scale_on_cpu
 
     cfg = config.compose(["scale=full", "recipe=vit"])
     line = full_scale_on_cpu(cfg, torch.device("cpu"))
@@ -263,7 +267,7 @@ def repo(tmp_path):
 
 
 def test_git_rev_is_the_checkouts_commit_and_says_dirty(repo):
-    from lionbench.revision import checkout_revision
+    from lionbench.run.revision import checkout_revision
 
     head = _git(repo, "rev-parse", "--short", "HEAD")
     assert checkout_revision(repo / "lionbench") == head
@@ -272,7 +276,7 @@ def test_git_rev_is_the_checkouts_commit_and_says_dirty(repo):
 
 
 def test_an_installed_copy_inside_another_repository_is_not_its_checkout(repo):
-    from lionbench.revision import checkout_revision, recorded_revision
+    from lionbench.run.revision import checkout_revision, recorded_revision
 
     installed = repo / "venv" / "site" / "lionbench"
     assert checkout_revision(installed) is None
@@ -290,7 +294,7 @@ def test_setup_py_writes_the_revision_where_the_installed_package_reads_it(tmp_p
     from setuptools.command.build_py import build_py
     from setuptools.dist import Distribution
 
-    from lionbench.revision import checkout_revision, recorded_revision
+    from lionbench.run.revision import checkout_revision, recorded_revision
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.setattr(setuptools, "setup", lambda **kw: None)

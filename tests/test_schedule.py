@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import build_lion
+from helpers import build_lion
 from omegaconf import OmegaConf
 
 from lionbench.optim import build_optimizer

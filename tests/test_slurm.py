@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, metrics, run_cli, run_dirs, run_inprocess, summary
 
 pytestmark = pytest.mark.slurm
 

@@ -1,6 +1,6 @@
 """`lionbench study claims` and the report's confirmed verdicts and six claims.
 
-Training is replaced by a stand-in for `app.main` that writes each run directory from a known
+Training is replaced by a stand-in for `launch.main` that writes each run directory from a known
 loss model (config, metrics and summary, as a run writes them), so that planted effects and
 their absence are judged through the whole path (study -> manifests -> report) in seconds. The
 claims' own tests get an A/A check: under no difference they hold (or are reversed) in at most
@@ -15,13 +15,14 @@ import math
 import numpy as np
 import pytest
 import yaml
-from conftest import SMOKE
+from helpers import SMOKE, cli_inprocess
 
-from lionbench import app, study
 from lionbench import report as report_mod
-from lionbench.record import status_of
+from lionbench.commands import study
 from lionbench.report import claims as claims_mod
 from lionbench.report import studies as studies_mod
+from lionbench.run import launch
+from lionbench.run.rundir import RunDir
 
 SELECT, CONFIRM = [0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]
 GRID = {"ratios": [1.5, 3.0, 6.0], "adamw_lrs": [0.5, 1.0, 2.0]}
@@ -90,12 +91,12 @@ def studied(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
 
     def main(args, cfgs=None):
-        for cfg, path in app.run_dirs(cfgs):
-            if not status_of(path).finished:
+        for cfg, path in launch.run_dirs(cfgs):
+            if not RunDir(path).status().finished:
                 write_run(cfg, path, planted_loss(cfg, True))
         return 0
 
-    monkeypatch.setattr(app, "main", main)
+    monkeypatch.setattr(launch, "main", main)
     try:
         code = study.run_study(
             GRID["ratios"], SELECT, None, "joblib", [*SMOKE, f"results_dir={results}"],
@@ -166,16 +167,19 @@ def test_the_report_opens_with_the_confirmed_verdict_and_the_claims(studied, tmp
     ],
 )
 def test_overrides_the_study_varies_are_refused(tmp_path, args, expected, capsys):
-    code = study.run_study([3.0], [0], None, "basic", [*SMOKE, f"results_dir={tmp_path}", *args])
+    code = cli_inprocess(
+        "study", "claims", "--ratios", "3", "--seeds", "0", *SMOKE, f"results_dir={tmp_path}", *args
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0]
     assert not any(tmp_path.iterdir())
 
 
 def test_a_small_batch_that_is_not_smaller_is_refused(tmp_path, capsys):
-    code = study.run_study(
-        [3.0], [0], None, "basic", [*SMOKE, f"results_dir={tmp_path}"], small_batch=8
-    )
+    code = cli_inprocess(
+        "study", "claims", "--ratios", "3", "--seeds", "0", "--small-batch", "8", *SMOKE,
+        f"results_dir={tmp_path}",
+    )  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--small-batch must be between 1 and" in err[0]
     assert not any(tmp_path.iterdir())

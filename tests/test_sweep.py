@@ -2,7 +2,7 @@
 select-then-confirm with a manifest, interleaved order, and the overrides a sweep refuses.
 
 One real (tiny) sweep checks the whole path end to end; the grid logic is also checked with a
-stand-in for `app.main` that writes summaries from a known loss curve, so that an interior and
+stand-in for `launch.main` that writes summaries from a known loss curve, so that an interior and
 a bound optimum are both exercised without training."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import json
 import math
 
 import pytest
-from conftest import SMOKE, run_cli, summary
+from helpers import SMOKE, cli_inprocess, run_cli, summary
 
-from lionbench import app
-from lionbench import sweep as sweep_mod
+from lionbench.commands import grid
+from lionbench.commands import sweep as sweep_mod
+from lionbench.run import launch
+from lionbench.run.rundir import RunDir
 
 TINY = [*SMOKE, "train.steps=10", "train.eval_interval=10"]
 
@@ -23,15 +25,15 @@ def record_launches(monkeypatch, fake_loss=None):
     """Record (seed, optimizer) of every multirun in launch order; with `fake_loss(optim, lr)`
     write a completed summary instead of training (and skip finished runs, as runs do)."""
     launches = []
-    real = app.main
+    real = launch.main
 
     def main(args, cfgs=None):
-        plain = app.run_dirs(cfgs)
+        plain = launch.run_dirs(cfgs)
         launches.append((plain[0][0]["seed"], plain[0][0]["optim"]["name"], len(plain)))
         if fake_loss is None:
             return real(args, cfgs)
         for cfg, path in plain:
-            if sweep_mod.status_of(path).finished:
+            if RunDir(path).status().finished:
                 continue
             path.mkdir(parents=True, exist_ok=True)
             loss = fake_loss(cfg["optim"]["name"], cfg["optim"]["lr"])
@@ -39,7 +41,7 @@ def record_launches(monkeypatch, fake_loss=None):
             (path / "summary.json").write_text(json.dumps({**record, "schema_version": 2}))
         return 0
 
-    monkeypatch.setattr(app, "main", main)
+    monkeypatch.setattr(launch, "main", main)
     return launches
 
 
@@ -178,12 +180,12 @@ def test_diverged_settings_count_as_inf_and_the_bound_is_reported(tmp_path, monk
     ],
 )
 def test_choose_and_beyond(values, scores, expected):
-    c = sweep_mod.choose(values, scores)
-    assert (c.position, c.edge, sweep_mod.beyond(values, c.edge, 2)) == expected
+    c = grid.choose(values, scores)
+    assert (c.position, c.edge, grid.beyond(values, c.edge, 2)) == expected
 
 
 def test_default_adamw_multipliers_match_the_ratio_count():
-    assert [sweep_mod.default_multipliers(n) for n in (1, 2, 3)] == [
+    assert [grid.default_multipliers(n) for n in (1, 2, 3)] == [
         [1.0],
         [0.5, 1.0],
         [0.5, 1.0, 2.0],
@@ -231,8 +233,15 @@ def test_ratio_precision_keeps_close_ratios_apart(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("override", ["optim.lr=1e-3", "optim.weight_decay=0", "optim.ratio=3"])
 def test_derived_optimizer_overrides_are_refused(tmp_path, override, capsys):
-    code = sweep_mod.run_sweep(
-        [3.0, 10.0], [0], None, "basic", [*TINY, f"results_dir={tmp_path / 'r'}", override]
+    code = cli_inprocess(
+        "sweep",
+        "--ratios",
+        "3,10",
+        "--seeds",
+        "0",
+        *TINY,
+        f"results_dir={tmp_path / 'r'}",
+        override,
     )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()

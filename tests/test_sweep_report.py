@@ -8,10 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import SMOKE, run_cli, run_dirs, run_inprocess, summary
+from helpers import SMOKE, run_cli, run_dirs, run_inprocess, summary
 
 from lionbench import report as report_mod
-from lionbench import sweep as sweep_mod
+from lionbench.commands import sweep as sweep_mod
 
 TINY = [*SMOKE, "train.steps=10", "train.eval_interval=5"]
 
@@ -143,7 +143,7 @@ def test_torn_missing_and_diverged_runs_are_reported_not_counted(swept, tmp_path
 
 def fail_lion_run(monkeypatch, ratio: float, seed: int) -> None:
     """Make the Lion run at this ratio and seed raise inside training (an injected failure)."""
-    from lionbench import train
+    from lionbench.loop import train
 
     real = train.train
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SMOKE
+from helpers import SMOKE
 
-from lionbench.app import child_pids
+from lionbench.signals import child_pids
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

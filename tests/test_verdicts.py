@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_inprocess
+from helpers import run_inprocess
 from scipy import stats as sps
 from test_report import ADAMW, write_run
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import run_dirs, run_inprocess, summary
+from helpers import run_dirs, run_inprocess, summary
 
 
 class FakeRun:
@@ -101,7 +101,7 @@ def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, capsys,
     module, calls = fake_wandb(fail_online=True)
     monkeypatch.setitem(sys.modules, "wandb", module)
     monkeypatch.delenv("WANDB_MODE")
-    from lionbench.track import WandbLogger
+    from lionbench.tracking.wandb_run import WandbLogger
 
     monkeypatch.setattr(WandbLogger, "online_failed", False)
     assert run_inprocess(tmp_path, "logger.wandb.mode=online", "train.steps=10") == 0
@@ -142,7 +142,7 @@ def test_dead_server_goes_offline_at_once(tmp_path, monkeypatch, capsys, dead_ur
     module, calls = fake_wandb()
     monkeypatch.setitem(sys.modules, "wandb", module)
     monkeypatch.delenv("WANDB_MODE")
-    from lionbench.track import WandbLogger
+    from lionbench.tracking.wandb_run import WandbLogger
 
     monkeypatch.setattr(WandbLogger, "online_failed", False)
     assert run_inprocess(tmp_path, "logger.wandb.mode=online", "train.steps=5") == 0
@@ -155,7 +155,7 @@ def test_dead_server_goes_offline_at_once(tmp_path, monkeypatch, capsys, dead_ur
 def test_real_wandb_with_a_dead_server_logs_offline(tmp_path, monkeypatch, dead_url):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE")
-    from lionbench.track import WandbLogger
+    from lionbench.tracking.wandb_run import WandbLogger
 
     monkeypatch.setattr(WandbLogger, "online_failed", False)
     assert run_inprocess(tmp_path, "logger.wandb.mode=online", "train.steps=5") == 0
@@ -165,7 +165,7 @@ def test_real_wandb_with_a_dead_server_logs_offline(tmp_path, monkeypatch, dead_
 
 
 def test_server_check_names_what_failed(monkeypatch, dead_url, live_url):
-    from lionbench.track import wandb_server_unreachable
+    from lionbench.tracking.wandb_run import wandb_server_unreachable
 
     assert wandb_server_unreachable() is None  # live_url was set last
     monkeypatch.setenv("WANDB_BASE_URL", dead_url)

@@ -2,8 +2,8 @@
 
 A reused run is not trained again, so it was logged under the group of the sweep that trained
 it. The W&B server is a stand-in `wandb` module whose `Api` keeps runs in a dict: no network.
-One test runs two sweeps end to end (a stand-in for `app.main` writes each run's summary as a
-W&B-logged run leaves it); the others call `track.join_sweep_group` on run directories.
+One test runs two sweeps end to end (a stand-in for `launch.main` writes each run's summary as
+a W&B-logged run leaves it); the others call the sweep rounds' `join_group` on run directories.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SMOKE
+from helpers import SMOKE
 
-from lionbench import app, track
-from lionbench import sweep as sweep_mod
+from lionbench.commands import sweep as sweep_mod
+from lionbench.commands import tuning
+from lionbench.run import launch
+from lionbench.run.rundir import RunDir
+from lionbench.tracking import wandb_groups, wandb_run
 
 OVERRIDES = [*SMOKE, "train.steps=10"]
 
@@ -68,17 +71,17 @@ class Server:
 def server(monkeypatch) -> Server:
     s = Server()
     monkeypatch.setitem(sys.modules, "wandb", s.module())
-    monkeypatch.setattr(track, "wandb_server_unreachable", lambda *a, **k: None)
-    monkeypatch.setattr(track.WandbLogger, "online_failed", False)
+    monkeypatch.setattr(wandb_run, "wandb_server_unreachable", lambda *a, **k: None)
+    monkeypatch.setattr(wandb_run.WandbLogger, "online_failed", False)
     return s
 
 
 def train_as_sweep_a(monkeypatch, server: Server) -> None:
-    """`app.main` that finishes each run at once, as if logged to W&B online under its sweep's
+    """`launch.main` that finishes each run at once, as if logged to W&B online under its sweep's
     group: its summary.json names its W&B run, which is on the server."""
 
     def main(args: list[str], cfgs: Any = None) -> int:
-        for cfg, path in app.run_dirs(cfgs):
+        for cfg, path in launch.run_dirs(cfgs):
             path.mkdir(parents=True, exist_ok=True)
             w, name = f"me/proj/{path.name[-10:]}", cfg["sweep_name"]
             record = {"status": "completed", "final_val_loss": 1.0, "run_dir": str(path),
@@ -88,7 +91,7 @@ def train_as_sweep_a(monkeypatch, server: Server) -> None:
             server.runs[w] = {"group": name, "tags": [f"sweep:{name}"]}
         return 0
 
-    monkeypatch.setattr(app, "main", main)
+    monkeypatch.setattr(launch, "main", main)
 
 
 def sweep(results: Path, name: str, mode: str = "disabled") -> int:
@@ -135,7 +138,7 @@ def reused_runs(
 
 
 def join(name: str, mode: str, dirs: list[Path]) -> None:
-    track.join_sweep_group(name, [({"logger": {"wandb": {"mode": mode}}}, d) for d in dirs])
+    tuning.join_group(name, [({"logger": {"wandb": {"mode": mode}}}, d) for d in dirs])
 
 
 def test_joined_runs_keep_their_tags_and_a_second_join_sends_nothing(tmp_path, server, capsys):
@@ -167,7 +170,9 @@ def test_an_unreachable_server_is_one_warning_without_a_request(
     tmp_path, monkeypatch, server, capsys
 ):
     dirs = reused_runs(tmp_path, server)
-    monkeypatch.setattr(track, "wandb_server_unreachable", lambda *a, **k: "api.wandb.ai:443: x")
+    monkeypatch.setattr(
+        wandb_run, "wandb_server_unreachable", lambda *a, **k: "api.wandb.ai:443: x"
+    )
     join("b", "online", dirs)
     assert capsys.readouterr().err == (
         "warning: W&B: 3 reused run(s) could not be joined to group b (api.wandb.ai:443: x)\n"
@@ -218,6 +223,11 @@ def test_runs_written_before_the_record_are_found_in_their_wandb_directory(tmp_p
         "    mode: auto\n    project: mine\n    entity: team\n"
     )
     (d / "summary.json").write_text(json.dumps({"status": "completed", "sweep_name": "old"}))
-    assert track.wandb_ref(d) == track.WandbRef("team/mine/def456", "offline", "old")
+    rundir = RunDir(d)
+
+    def ref() -> wandb_groups.WandbRef | None:
+        return wandb_groups.wandb_ref(rundir.read_summary(), rundir.wandb, rundir.read_config)
+
+    assert ref() == wandb_groups.WandbRef("team/mine/def456", "offline", "old")
     (d / "wandb" / "offline-run-20260102_080000-def456").rmdir()
-    assert track.wandb_ref(d) == track.WandbRef("team/mine/abc123", "online", "old")
+    assert ref() == wandb_groups.WandbRef("team/mine/abc123", "online", "old")

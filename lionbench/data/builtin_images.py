@@ -38,7 +38,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from lionbench.cache import lionbench_cache
+from lionbench.files import lionbench_cache
 
 # Bumped whenever the generator's output changes, so that stale caches are never reused.
 GENERATOR_VERSION = 1

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lionbench.cache import lionbench_cache
+from lionbench.files import lionbench_cache
 
 # Bumped whenever the generator or the cache's contents change, so that stale caches are never
 # reused (2: the val set's per-token Bayes-optimal losses are cached with it).

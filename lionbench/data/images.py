@@ -31,8 +31,6 @@ from lionbench.errors import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# "imagenet": (x - mean) / std for classifiers; "symmetric": [-1, 1] for diffusion.
-NORMALISATIONS = ("imagenet", "symmetric")
 
 
 # How the formats that PIL reads for IMAGE_EXTENSIONS begin (GIF too: PIL opens one whatever its
@@ -210,7 +208,8 @@ def _image_filter(base: Path, split: str) -> Callable[[str], bool]:
 
 
 def _normalise(x: Any, mode: str) -> Any:
-    """uint8 [N, 3, H, W] on the device -> float, normalised."""
+    """uint8 [N, 3, H, W] on the device -> float, normalised: `symmetric` to [-1, 1]
+    (diffusion), otherwise (`imagenet`) (x - mean) / std with ImageNet's statistics."""
     import torch
 
     x = x.float().div_(255.0)

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from functools import cache
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from lionbench.cache import lionbench_cache
+from lionbench.errors import warn
+from lionbench.files import lionbench_cache
 
 SOURCE = Path(__file__).with_name("lion_cpu.c")
 # Tried in order: the last ones give up OpenMP (one thread) or native instructions.
@@ -73,11 +73,7 @@ def _build(compiler: str, flags: list[str], target: Path) -> bool:
 
 
 def _warn(why: str) -> None:
-    print(
-        f"warning: lionbench's CPU Lion kernel unavailable ({why}); using the torch.compile path",
-        file=sys.stderr,
-        flush=True,
-    )
+    warn(f"lionbench's CPU Lion kernel unavailable ({why}); using the torch.compile path")
 
 
 @cache

@@ -1,9 +1,12 @@
 """The one table of optimizers: names, implementations, hyperparameters and state bytes.
 
-Config validation, `build_optimizer`, `bench optim`, `lionbench list`, the run summary and the
-report all read `OPTIMIZERS`. A first-class optimizer is one `OptimizerSpec` here plus
-`conf/optim/<name>.yaml`; any other optimizer class comes in through a YAML with `_target_`
-(`target_spec`), with no edit to the package. Nothing here imports torch at module level.
+Config validation, `build_optimizer`, `bench optim`, `lionbench list`, the run summary, sweeps,
+studies and the report all read `OPTIMIZERS`: which optimizers exist, how each is tuned (its
+`tuning_axis`), what it holds, and which pair the paper compares (`BASELINE`, `CANDIDATE`). A
+first-class optimizer is one `OptimizerSpec` here plus `conf/optim/<name>.yaml` and its baseline
+block in each `conf/recipe/<recipe>.yaml`; any other optimizer class comes in through a YAML with
+`_target_` (`target_spec`), with no edit to the package. Nothing here imports torch at module
+level.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ Groups = list[dict[str, Any]]
 Shape = tuple[int, ...]
 # Keys of an optimizer config that are not constructor arguments.
 META_KEYS = ("name", "impl", "ratio", "_target_")
+# What a sweep varies per optimizer (`OptimizerSpec.tuning_axis`; docs/design.md, "Sweep
+# manifest"): the lr/wd ratio to another optimizer's baseline, or a multiplier of its own lr.
+RATIO = "ratio"
+LR_MULTIPLIER = "lr_multiplier"
 
 
 @dataclass(frozen=True)
@@ -40,22 +47,36 @@ class Impl:
     state_bytes: Callable[[Shape], int]
     bytes_moved: int | None = None
     needs: tuple[str, ...] = ()  # "cuda", "triton": what must be present to run it
-    note: str = ""
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     """An optimizer: its hyperparameters (key -> check) and its implementations (the first one
     is the default). `ratio_of` names the optimizer whose recipe baseline this one's lr and wd
-    derive from through `optim.ratio` (Lion: lr = adamw.lr / r, wd = adamw.wd * r)."""
+    derive from through `optim.ratio` (Lion: lr = adamw.lr / r, wd = adamw.wd * r). `defaults`
+    are the hyperparameters used where no config gives them (`bench optim`'s timed steps, whose
+    cost does not depend on their values); runs take theirs from `conf/optim/<name>.yaml`."""
 
     name: str
+    title: str  # how prose names it: "AdamW"
     description: str
     hyperparams: Mapping[str, Callable[[Any, str], None]]
     impls: Mapping[str, Impl]
     ratio_of: str | None = None
     target: str | None = None  # the class path of a user `_target_` optimizer
     defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tuning_axis(self) -> str:
+        """What a sweep varies: `ratio` for an optimizer linked to another's baseline (Lion:
+        lr = base lr / r, wd = base wd * r), else `lr_multiplier`: its lr over the recipe's,
+        the recipe's wd kept."""
+        return RATIO if self.ratio_of else LR_MULTIPLIER
+
+    @property
+    def baseline_block(self) -> str:
+        """The recipe block (`recipe.<name>`) its lr and weight decay derive from."""
+        return self.ratio_of or self.name
 
     def impl(self, name: str) -> Impl:
         checks.choice(name, f"optim.impl (for optim={self.name})", self.impls)
@@ -195,6 +216,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     for spec in (
         OptimizerSpec(
             name="lion",
+            title="Lion",
+            defaults={"lr": 1e-4, "betas": (0.9, 0.99)},
             description="Lion (Chen et al. 2023): sign of an interpolated momentum, one buffer",
             hyperparams={
                 "lr": checks.positive,
@@ -204,21 +227,11 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             },
             ratio_of="adamw",
             impls={
-                "lionbench": Impl(
-                    _lion(None, True, True),
-                    _LION_STATE,
-                    20,
-                    note="C kernel for fp32 on CPU, torch.compile elsewhere",
-                ),
-                "lionbench_bf16": Impl(
-                    _lion("bfloat16", True, True), per_element(2), 16, note="bf16 momentum"
-                ),
-                "lionbench_compiled": Impl(
-                    _lion(None, True, False), _LION_STATE, 20, note="torch.compile path only"
-                ),
-                "lionbench_eager": Impl(
-                    _lion(None, False, False), _LION_STATE, 20, note="eager torch ops"
-                ),
+                # the C kernel for fp32 on CPU, torch.compile elsewhere
+                "lionbench": Impl(_lion(None, True, True), _LION_STATE, 20),
+                "lionbench_bf16": Impl(_lion("bfloat16", True, True), per_element(2), 16),
+                "lionbench_compiled": Impl(_lion(None, True, False), _LION_STATE, 20),
+                "lionbench_eager": Impl(_lion(None, False, False), _LION_STATE, 20),
                 "lionbench_triton": Impl(
                     lambda groups, hp: importlib.import_module("lionbench.optim.lion_triton").build(
                         groups, hp
@@ -226,7 +239,6 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                     _LION_STATE,
                     20,
                     needs=("cuda", "triton"),
-                    note="Triton multi-tensor kernel",
                 ),
                 "lionbench_triton_bf16": Impl(
                     lambda groups, hp: importlib.import_module("lionbench.optim.lion_triton").build(
@@ -235,7 +247,6 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                     per_element(2),
                     16,
                     needs=("cuda", "triton"),
-                    note="Triton multi-tensor kernel, bf16 momentum",
                 ),
                 "lion_pytorch_foreach": Impl(_lion_pytorch("foreach"), _LION_STATE, 20),
                 "lion_pytorch": Impl(_lion_pytorch("loop"), _LION_STATE, 20),
@@ -246,6 +257,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         ),
         OptimizerSpec(
             name="adamw",
+            title="AdamW",
+            defaults={"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8},
             description="AdamW (Loshchilov & Hutter 2019), the baseline: two buffers",
             hyperparams={
                 "lr": checks.positive,
@@ -264,6 +277,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         ),
         OptimizerSpec(
             name="sgd",
+            title="SGD",
+            defaults={"lr": 1e-2, "momentum": 0.9, "nesterov": True},
             description="SGD with Nesterov momentum (coupled L2 weight decay, torch's rule)",
             hyperparams={
                 "lr": checks.positive,
@@ -278,6 +293,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         ),
         OptimizerSpec(
             name="adafactor",
+            title="Adafactor",
+            defaults={"lr": 1e-2, "beta2_decay": -0.8, "d": 1.0},
             description="Adafactor (Shazeer & Stern 2018; torch's): factored second moment",
             hyperparams={
                 "lr": checks.positive,
@@ -292,6 +309,12 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         ),
     )
 }
+
+
+# The pair the paper compares: every candidate against the baseline (the report's default
+# `--baseline`, a sweep's reference grid), and the optimizer the paper's claims are about.
+BASELINE = "adamw"
+CANDIDATE = "lion"
 
 
 # ------------------------------------------------------------------------ user `_target_` classes
@@ -313,6 +336,7 @@ def target_spec(optim_cfg: Mapping[str, Any]) -> OptimizerSpec:
 
     return OptimizerSpec(
         name=str(name),
+        title=cls.__name__,
         description=f"user optimizer {path}",
         hyperparams={"lr": checks.positive, "weight_decay": checks.non_negative},
         impls={"target": Impl(build, lambda shape: 0)},

@@ -20,9 +20,10 @@ from lionbench.errors import UserError, check_output_dir
 from lionbench.report.analyse import Setting, analyse, default_targets
 from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
 from lionbench.report.headline import headline, overview
-from lionbench.report.load import find_run_dirs, load_runs
+from lionbench.report.load import load_runs
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
 from lionbench.report.studies import Study, read_studies
+from lionbench.run.rundir import find_run_dirs
 
 __all__ = [
     "DEFAULT_BASELINE",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lionbench.report.verdicts import describe
+from lionbench.report.verdicts import describe, effect_text, p_text
 
 if TYPE_CHECKING:
     from lionbench.report.analyse import Setting
@@ -85,8 +85,8 @@ def comparison_display(c: pd.DataFrame) -> pd.DataFrame:
                 "metric": r["name"],
                 "n pairs": r["n"],
                 "estimate [95% CI]": _estimate(r, ratio),
-                "p": _p(r["p"]),
-                "p (Holm)": _p(r["p_holm"]),
+                "p": p_text(r["p"]),
+                "p (Holm)": p_text(r["p_holm"]),
                 "verdict": r["verdict"]
                 + (
                     f" (~{int(r['seeds_needed'])} seeds to resolve)"
@@ -108,15 +108,6 @@ def _known(v: object) -> bool:
 def _estimate(r: pd.Series, ratio: bool) -> str:
     if r["verdict"] == "not enough data":
         return "-"
-
-    def num(x: float) -> str:
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return f"{x:.3g}x" if ratio else f"{x:+.3g}"
-
     med = " (median)" if r["method"] == "sign test" else ""
-    return f"{num(r['estimate'])} [{num(r['low'])}, {num(r['high'])}]{med}"
-
-
-def _p(p: float) -> str:
-    return "-" if math.isnan(p) else (f"{p:.2g}" if p >= 0.001 else "<0.001")
+    bounds = f"[{effect_text(r['low'], ratio)}, {effect_text(r['high'], ratio)}]"
+    return f"{effect_text(r['estimate'], ratio)} {bounds}{med}"

@@ -1,11 +1,11 @@
 """Run directories -> a runs DataFrame (one row per directory) and a curves DataFrame (one row
 per val point of every run).
 
-A run directory is `<results_dir>/<recipe>/<run>/` with config.yaml, metrics.jsonl and
-summary.json. The config says what ran (so an unfinished run still has its arm and setting); the
-summary, read as a `RunSummary` of any readable schema, says what came of it. Nothing is dropped
-silently: an unreadable config or summary, or a summary of a schema this lionbench does not
-know, is a `corrupt` row that the report lists and never counts.
+Every run directory is read through `run.rundir.RunDir`. The config says what ran (so an
+unfinished run still has its arm and setting); the summary, read as a `RunSummary` of any
+readable schema, says what came of it. Nothing is dropped silently: an unreadable config or
+summary, or a summary of a schema this lionbench does not know, is a `corrupt` row that the
+report lists and never counts.
 """
 
 from __future__ import annotations
@@ -21,19 +21,10 @@ import yaml
 
 from lionbench.errors import UserError
 from lionbench.optim.registry import OPTIMIZERS, hyperparams_of, impl_of
-from lionbench.record import (
-    NOT_STARTED_FIX,
-    RunSummary,
-    Status,
-    digest,
-    not_started,
-    setting_config,
-)
+from lionbench.record import RunSummary, Status, digest, setting_config
 from lionbench.report.arms import arm_labels, at_recipe_baseline, lr_wd
-from lionbench.track import read_metrics
+from lionbench.run.rundir import NOT_STARTED_FIX, RunDir, find_run_dirs
 
-# libyaml's C parser when present: reading 1,000 configs is the report's largest cost.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Summary fields copied into the runs table.
 RESULT_KEYS = (
     "error", "steps", "diverged_at_step", "final_train_loss", "final_val_loss", "best_val_loss",
@@ -49,18 +40,6 @@ NUMERIC = (
 CURVE_COLUMNS = ["run_dir", "step", "loss", "time_s"]
 
 
-def find_run_dirs(roots: list[Path]) -> list[Path]:
-    """Every directory holding a config.yaml under the roots (W&B's own copies excluded)."""
-    dirs: set[Path] = set()
-    for root in roots:
-        if not root.exists():
-            raise UserError(f"results directory {root} does not exist")
-        if (root / "config.yaml").exists():
-            dirs.add(root)
-        dirs.update(p.parent for p in root.rglob("config.yaml") if "wandb" not in p.parts)
-    return sorted(dirs)
-
-
 def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs: one row per run directory, curves: one row per val point of every run)."""
     by = list(by)
@@ -68,22 +47,26 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
     configs: list[tuple[int, dict[str, Any]]] = []
     curves: list[dict[str, Any]] = []
     keys: set[str] = set()  # every dotted config key of the runs, for checking --by
+    for root in roots:
+        if not root.exists():
+            raise UserError(f"results directory {root} does not exist")
     for d in find_run_dirs(roots):
-        cfg, error = read_config(d / "config.yaml")
+        rundir = RunDir(d)
+        cfg, error = read_config(rundir)
         if cfg is None:
             rows.append({"run_dir": str(d), "status": Status.CORRUPT.value, "error": error})
             continue
         flat = flatten(cfg)
         keys.update(flat)
-        row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(d / "summary.json")}
+        row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(rundir)}
         row.update({key: str(flat.get(key)) for key in by})
-        if row["status"] == Status.PARTIAL.value and not_started(d):
+        if row["status"] == Status.PARTIAL.value and rundir.never_trained():
             # set up, never trained: a problem line, never a setting of its own (device unknown)
             row.update(status=Status.NOT_STARTED.value, error=NOT_STARTED_FIX)
             rows.append(row)
             continue
         configs.append((len(rows), cfg))
-        points, error = val_points(d)
+        points, error = val_points(rundir)
         if error:
             row.update(status=Status.CORRUPT.value, error=error)
         rows.append(row)
@@ -125,16 +108,16 @@ def plain_arm(r: pd.Series) -> str:
     return " ".join(parts)
 
 
-def read_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_config(rundir: RunDir) -> tuple[dict[str, Any] | None, str | None]:
     """(config, None), or (None, why it is not a lionbench config)."""
     try:
-        cfg = yaml.load(path.read_text(), Loader=YAML_LOADER)
+        cfg = rundir.read_config()
         if not isinstance(cfg, dict) or not all(
             isinstance(cfg.get(k), dict) for k in ("optim", "recipe")
         ):
             raise ValueError("not a lionbench config")
     except (OSError, ValueError, yaml.YAMLError) as e:
-        return None, f"config.yaml: {e}"
+        return None, f"{rundir.config.name}: {e}"
     return cfg, None
 
 
@@ -180,18 +163,19 @@ def config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary_columns(path: Path) -> dict[str, Any]:
+def summary_columns(rundir: RunDir) -> dict[str, Any]:
     """What came of a run, from its summary.json of any readable schema. No summary: the run
     is unfinished (`partial`); a still-`running` one is too, since nothing is final yet."""
+    name = rundir.summary.name
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(rundir.summary.read_text())
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         summary = RunSummary.from_dict(data)
     except FileNotFoundError:
-        return {"status": Status.PARTIAL.value, "error": "no summary.json (unfinished run)"}
+        return {"status": Status.PARTIAL.value, "error": f"no {name} (unfinished run)"}
     except (OSError, ValueError, TypeError) as e:
-        return {"status": Status.CORRUPT.value, "error": f"summary.json: {e}"}
+        return {"status": Status.CORRUPT.value, "error": f"{name}: {e}"}
     row = {key: getattr(summary, key) for key in RESULT_KEYS}
     # the bytes the run's implementation should hold (newer summaries): the state claim's check
     row["expected_state_bytes"] = getattr(summary, "expected_state_bytes", None) or (
@@ -199,7 +183,7 @@ def summary_columns(path: Path) -> dict[str, Any]:
     ).get("expected_state_bytes")
     status = Status.PARTIAL if summary.status == Status.RUNNING else summary.status
     if status == Status.CORRUPT and not row["error"]:
-        row["error"] = f"summary.json: unknown status {data.get('status')!r}"
+        row["error"] = f"{name}: unknown status {data.get('status')!r}"
     row["status"] = status.value
     return row
 
@@ -211,21 +195,21 @@ def optimizer_names(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     return (*OPTIMIZERS, *sorted(seen - set(OPTIMIZERS)))
 
 
-def val_points(d: Path) -> tuple[list[dict[str, Any]], str | None]:
+def val_points(rundir: RunDir) -> tuple[list[dict[str, Any]], str | None]:
     """A run's val points, or why its metrics.jsonl cannot be read (a record whose step or time
     is not a number: the run is then reported corrupt, not plotted). A torn last line (a killed
     writer) is skipped by `read_metrics`."""
-    points = []
-    for n, r in enumerate(read_metrics(d / "metrics.jsonl"), 1):
+    d, points = rundir.path, []
+    for n, r in enumerate(rundir.read_metrics(), 1):
         if not isinstance(r, dict) or r.get("split") != "val":
             continue
         if not isinstance(r.get("loss"), int | float):
             continue
         step, time_s = r.get("step"), r.get("time_s")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            return [], f"metrics.jsonl record {n}: step {step!r} is not an integer >= 0"
+            return [], f"{rundir.metrics.name} record {n}: step {step!r} is not an integer >= 0"
         if time_s is not None and (isinstance(time_s, bool) or not isinstance(time_s, int | float)):
-            return [], f"metrics.jsonl record {n}: time_s {time_s!r} is not a number"
+            return [], f"{rundir.metrics.name} record {n}: time_s {time_s!r} is not a number"
         points.append({"run_dir": str(d), "step": step, "loss": r["loss"], "time_s": time_s})
     return points, None
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lionbench.optim.registry import OPTIMIZERS
-from lionbench.track import read_metrics
+from lionbench.run.rundir import RunDir
 
 if TYPE_CHECKING:
     from lionbench.report.analyse import Setting
@@ -80,7 +80,7 @@ def run_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
     rows = [
         {"run_dir": d, **r}
         for d in run_dirs
-        for r in read_metrics(Path(d) / "metrics.jsonl")
+        for r in RunDir(Path(d)).read_metrics()
         if r.get("split") in ("train", "val")
     ]
     return pd.DataFrame(rows, columns=None if rows else ["run_dir", "split", "step", "loss"])

@@ -12,13 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from lionbench.files import atomic_write_text
 from lionbench.report import page
 from lionbench.report.analyse import Setting
 from lionbench.report.exports import data_links, setting_tables, study_tables, write_tables
 from lionbench.report.headline import comparison_display, headline
 from lionbench.report.plots import plot_names
 from lionbench.report.studies import Study
-from lionbench.track import atomic_write_text
 
 LOSS_COLUMNS = {
     "arm": "optimizer",

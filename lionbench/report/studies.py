@@ -30,6 +30,7 @@ from lionbench.report.claims import (
     steps_claim,
 )
 from lionbench.report.verdicts import Seeds, compare_arms, describe, per_seed, run_values
+from lionbench.run.rundir import STUDIES, SWEEPS, find_manifests
 
 RATIO_LOW, RATIO_HIGH = 3.0, 10.0
 
@@ -43,14 +44,6 @@ class Study:
     claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIM_COLUMNS))
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
-
-
-def find_manifests(roots: list[Path], kind: str) -> list[Path]:
-    """`<results_dir>/_sweeps/*.json` (or `_studies`) anywhere under the roots."""
-    found: set[Path] = set()
-    for root in roots:
-        found.update(p for p in root.rglob(f"{kind}/*.json") if p.parent.name == kind)
-    return sorted(found)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -80,12 +73,12 @@ def read_studies(roots: list[Path], runs: pd.DataFrame, curves: pd.DataFrame) ->
     the sweep; unreadable manifests are said, not skipped."""
     found = Runs(runs, curves)
     extra = {}
-    for path in find_manifests(roots, "_studies"):
+    for path in find_manifests(roots, STUDIES):
         data = read_manifest(path)
         if data is not None:
             extra[(path.parent.parent / str(data.get("sweep_manifest"))).resolve()] = data
     out = []
-    for path in find_manifests(roots, "_sweeps"):
+    for path in find_manifests(roots, SWEEPS):
         data = read_manifest(path)
         if data is None:
             out.append(Study(path.stem, f"sweep manifest {path}: unreadable or of another schema"))

@@ -168,22 +168,26 @@ def describe(row: dict[str, object] | pd.Series, with_name: bool = True) -> str:
     if row["verdict"] == "not enough data":
         return f"{name}n={row['n']} (not enough data)"
     ratio = row["kind"] == "ratio"
-    est = f"{_num(row['estimate'], ratio)}" + (" median" if row["method"] == "sign test" else "")
-    ci = f"[{_num(row['low'], ratio)}, {_num(row['high'], ratio)}]"
-    text = f"{name}{est} {ci}, p{_p(row['p_holm'])}, n={row['n']} ({row['verdict']}"
+    est = effect_text(row["estimate"], ratio) + (" median" if row["method"] == "sign test" else "")
+    ci = f"[{effect_text(row['low'], ratio)}, {effect_text(row['high'], ratio)}]"
+    p = p_text(row["p_holm"])
+    p = p if p.startswith("<") else f"={p}"
+    text = f"{name}{est} {ci}, p{p}, n={row['n']} ({row['verdict']}"
     needed = row.get("seeds_needed")
     if row["verdict"] == "no significant difference" and needed is not None and needed == needed:
         text += f"; ~{int(needed)} seeds would resolve it"  # type: ignore[call-overload]
     return text + ")"
 
 
-def _num(v: object, ratio: bool) -> str:
+def effect_text(v: object, ratio: bool) -> str:
+    """An estimate or interval bound: `0.82x` for a ratio, `-0.021` for a difference."""
     x = float(v)  # type: ignore[arg-type]
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.3g}x" if ratio else f"{x:+.3g}"
 
 
-def _p(p: object) -> str:
+def p_text(p: object) -> str:
+    """A p-value: `0.012`, `<0.001`, or `-` for none."""
     x = float(p)  # type: ignore[arg-type]
-    return "=-" if math.isnan(x) else (f"={x:.2g}" if x >= 0.001 else "<0.001")
+    return "-" if math.isnan(x) else (f"{x:.2g}" if x >= 0.001 else "<0.001")

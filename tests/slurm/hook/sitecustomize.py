@@ -12,7 +12,7 @@ on PYTHONPATH (sbatch passes the environment on to the job), then:
 import os
 
 if os.environ.get("LIONBENCH_TEST_FAIL"):
-    from lionbench import train as _train
+    from lionbench.loop import train as _train
 
     _optim, _ratio, _seed = os.environ["LIONBENCH_TEST_FAIL"].split(",")
     _real_train = _train.train
@@ -30,17 +30,18 @@ if os.environ.get("LIONBENCH_TEST_REQUEUE") and os.environ.get("SLURM_RESTART_CO
     import subprocess
     import time
 
-    from lionbench import checkpoint as _checkpoint
+    from lionbench import signals as _signals
+    from lionbench.run import checkpoint as _checkpoint
 
-    _real_save, _real_handle = _checkpoint.save, _checkpoint.StopFlag._handle
+    _real_save, _real_handle = _checkpoint.save, _signals.StopFlag._handle
     _signalled = []
 
     def _handle(self, signum, frame):
         _signalled.append(signum)
         return _real_handle(self, signum, frame)
 
-    def _save_then_requeue(path, state):
-        _real_save(path, state)
+    def _save_then_requeue(rundir, state):
+        _real_save(rundir, state)
         if _signalled or os.environ.get("_LIONBENCH_TEST_REQUEUED"):
             return
         os.environ["_LIONBENCH_TEST_REQUEUED"] = "1"
@@ -49,5 +50,5 @@ if os.environ.get("LIONBENCH_TEST_REQUEUE") and os.environ.get("SLURM_RESTART_CO
         while not _signalled and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    _checkpoint.StopFlag._handle = _handle
+    _signals.StopFlag._handle = _handle
     _checkpoint.save = _save_then_requeue

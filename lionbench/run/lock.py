@@ -19,18 +19,18 @@ from pathlib import Path
 from types import TracebackType
 
 from lionbench.errors import UserError, disk_full_error, is_disk_full
+from lionbench.run.rundir import RunDir
 
-LOCK_FILE = ".lock"
 # Set for torchrun's workers by the orchestrator, which holds the lock of this run directory.
 HELD_ENV = "LIONBENCH_RUN_LOCKED"
 
 
 class RunLock:
-    """`with RunLock(run_dir):` trains alone, or raises UserError naming the holder."""
+    """`with RunLock(rundir):` trains alone, or raises UserError naming the holder."""
 
-    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
-        self.path = run_dir / LOCK_FILE
-        self.enabled = enabled and os.environ.get(HELD_ENV) != str(run_dir)
+    def __init__(self, rundir: RunDir, enabled: bool = True) -> None:
+        self.path = rundir.lock
+        self.enabled = enabled and os.environ.get(HELD_ENV) != str(rundir.path)
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -75,9 +75,9 @@ def in_progress(lock_path: Path) -> str:
     )
 
 
-def check_free(run_dir: Path) -> None:
+def check_free(rundir: RunDir) -> None:
     """Refuse, before any work, a run directory whose lock another process holds."""
-    path = run_dir / LOCK_FILE
+    path = rundir.lock
     if not path.exists():
         return
     import fcntl

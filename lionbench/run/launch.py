@@ -1,15 +1,16 @@
-"""`lionbench run`: check every config first, then hand the arguments to a `@hydra.main` job.
+"""Launching runs: `lionbench run` checks every config first, then hands the arguments to a
+`@hydra.main` job per run.
 
 Hydra owns composition, multirun, launchers and `--cfg`; lionbench owns the run directory
 (hydra.run.dir is `.` and Hydra writes no per-run files). Bad input is caught here, before Hydra
-starts, so that it is one line, exit code 2 and nothing written.
+starts, so that it is one line, exit code 2 and nothing written. Each job hands its config to
+run/runner.py, which trains or skips the run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,32 +19,33 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lionbench import config, slurm
-from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError
-from lionbench.lock import check_free
+from lionbench import config, signals
+from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError, say_error
 from lionbench.recipe import load_recipe
-from lionbench.record import Status, run_dir_path, status_of
-from lionbench.track import RunDir
+from lionbench.record import Status
+from lionbench.run import slurm
+from lionbench.run.lock import check_free
+from lionbench.run.rundir import RunDir, run_dir_path
 
 # Resolvers must exist wherever a job runs, including a launcher's worker processes.
 config.register_resolvers()
-# The pid of the process that launched the jobs: a job in another process runs in a worker.
-LAUNCHER_PID_ENV = "LIONBENCH_LAUNCHER_PID"
 
 
 def job(cfg: DictConfig) -> tuple[Status, int]:
     """One Hydra job: one training run. Never raises for a run's own failure, so one bad run
-    cannot stop a sweep; an interrupted run raises `Interrupted` (ends the whole command)."""
-    from lionbench import checkpoint, runner  # torch's code: only once a job runs
+    cannot stop a sweep; an interrupted run raises `Interrupted` (ends the whole command). A
+    run refused here (its lock held, a checkpoint to delete) says so in the one error line and
+    the multirun goes on."""
+    from lionbench.run import runner  # torch's code: only once a job runs
 
-    if os.environ.get(LAUNCHER_PID_ENV, str(os.getpid())) != str(os.getpid()):
-        checkpoint.hold_stop_signals()  # a launcher's worker process
-        if checkpoint.PENDING:  # stopped between jobs: start no further run
-            raise Interrupted(checkpoint.PENDING[0], 0, Path(str(cfg.results_dir)))
+    if signals.in_launcher_worker():
+        signals.hold_stop_signals()
+        if signals.PENDING:  # stopped between jobs: start no further run
+            raise Interrupted(signals.PENDING[0], 0, Path(str(cfg.results_dir)))
     try:
         result = runner.run(cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        say_error(e)
         return Status.BAD_INPUT, EXIT_BAD_INPUT
     return result.status, result.exit_code
 
@@ -88,19 +90,20 @@ def check_run_dirs(cfgs: list[DictConfig]) -> None:
     """No other process trains these runs now, and what earlier attempts left is usable: a
     readable summary.json of this very run and a loadable checkpoint.pt, or the user is told
     which file to delete."""
-    from lionbench import checkpoint  # torch: kept off module top so `run --help` is instant
+    from lionbench.run import checkpoint  # torch: kept off module top (`run --help` is instant)
 
     for _, path in run_dirs(cfgs):
-        RunDir(path).check_files()  # before the lock, which is a file in it
+        rundir = RunDir(path)
+        rundir.check_files()  # before the lock, which is a file in it
         if path.is_dir():
-            check_free(path)
-            RunDir(path).check()
-            checkpoint.check(path / checkpoint.FILENAME)
+            check_free(rundir)
+            rundir.check()
+            checkpoint.check(rundir)
 
 
 def run_dirs(cfgs: list[DictConfig]) -> list[tuple[dict[str, Any], Path]]:
     """(resolved config, run directory) of each checked config, as the runner will name it."""
-    from lionbench.device import resolve_device  # torch: kept off module top (`run --help`)
+    from lionbench.loop.device import resolve_device  # torch: kept off module top
 
     out = []
     for cfg in cfgs:
@@ -127,7 +130,9 @@ def launch(args: list[str]) -> list[tuple[Status, int]]:
     (none when a launcher ran them in other processes, or for print-only flags)."""
     outcomes: list[tuple[Status, int]] = []
 
-    @hydra.main(config_path=str(config.CONF_DIR), config_name="config", version_base="1.3")
+    @hydra.main(
+        config_path=str(config.CONF_DIR), config_name=config.CONFIG_NAME, version_base="1.3"
+    )
     def hydra_job(cfg: DictConfig) -> int:
         outcomes.append(job(cfg))
         return outcomes[-1][1]
@@ -135,69 +140,6 @@ def launch(args: list[str]) -> list[tuple[Status, int]]:
     with hydra_argv(args):
         hydra_job()
     return outcomes
-
-
-class StopWaiting(BaseException):
-    """A second signal while a launcher's workers checkpoint: stop waiting for them."""
-
-
-def child_pids(parent: int | None = None) -> list[int]:
-    """The direct children of `parent` (this process), from /proc (Linux); none without it."""
-    me, children = parent or os.getpid(), []
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:  # "pid (command) state ppid ...": the command may hold spaces and parentheses
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            if int(fields[1]) == me:
-                children.append(int(entry.name))
-    return children
-
-
-class ForwardSignals:
-    """SIGTERM/SIGINT to a command whose launcher runs the jobs in worker processes (joblib's
-    loky workers): without this the main process dies at once and its workers, orphaned, go on
-    with every job left. The first signal is passed to the workers as SIGTERM, so that each run
-    in progress checkpoints and ends as interrupted; that ends the launch, which stops the
-    workers and starts no further job. A second signal stops waiting (runs still in progress
-    resume from their last periodic checkpoint). Resource trackers ignore SIGTERM."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise StopWaiting
-        self.signum = signum
-        for pid in child_pids():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-
-    def __enter__(self) -> ForwardSignals:
-        if self.enabled:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(ValueError):  # not the main thread
-                    self._previous[sig] = signal.signal(sig, self._handle)
-            # Workers started from here on know they are workers; and a worker that dies
-            # anyway (a signal before it runs a job) reaches main() as an exception, not as
-            # Hydra's printed traceback.
-            self._env = {k: os.environ.get(k) for k in (LAUNCHER_PID_ENV, "HYDRA_FULL_ERROR")}
-            os.environ.update({LAUNCHER_PID_ENV: str(os.getpid()), "HYDRA_FULL_ERROR": "1"})
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        for key, value in getattr(self, "_env", {}).items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def uses_workers(args: list[str]) -> bool:
@@ -222,14 +164,11 @@ def interrupted_line(e: Interrupted | None, signum: int) -> str:
 
 
 def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
-    """Run `lionbench run ARGS`; `checked` is precheck(args) when the caller already ran it."""
+    """Run `lionbench run ARGS`; `checked` is precheck(args) when the caller already ran it.
+    Bad input raises UserError (one line and exit code 2 in `cli.main`)."""
     if checked is None:
-        try:
-            checked = precheck(args)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return EXIT_BAD_INPUT
-    forward = ForwardSignals(uses_workers(args))
+        checked = precheck(args)
+    forward = signals.ForwardSignals(uses_workers(args))
     try:
         with forward:
             outcomes = launch(args)
@@ -252,5 +191,5 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
     if outcomes:
         statuses = [status for status, _ in outcomes]
     else:  # the launcher ran the jobs in other processes: read their run directories
-        statuses = [status_of(d) for _, d in run_dirs(checked)]
+        statuses = [RunDir(d).status() for _, d in run_dirs(checked)]
     return EXIT_FAILED if any(s.problem for s in statuses) else EXIT_OK

@@ -11,11 +11,10 @@ from typing import Any
 
 import yaml
 
+from lionbench.config import CONF_DIR, CONFIG_NAME
+
 INTERNAL_GROUPS = ("recipe_scale", "hydra")  # composed by lionbench itself, never chosen
-
-
-def conf_dir() -> Path:
-    return Path(__file__).resolve().parent / "conf"
+ROOT_CONFIG = f"{CONFIG_NAME}.yaml"
 
 
 def groups(conf: Path) -> dict[str, list[str]]:
@@ -43,7 +42,7 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
 
 def keys(conf: Path, choices: dict[str, list[str]]) -> list[str]:
     """Top-level keys of config.yaml and every key of each group's choices, under its group."""
-    out = dotted_keys(yaml.safe_load((conf / "config.yaml").read_text()) or {})
+    out = dotted_keys(yaml.safe_load((conf / ROOT_CONFIG).read_text()) or {})
     for group, names in choices.items():
         for name in names:
             data = yaml.safe_load((conf / group / f"{name}.yaml").read_text()) or {}
@@ -54,7 +53,7 @@ def keys(conf: Path, choices: dict[str, list[str]]) -> list[str]:
 def complete_override(incomplete: str) -> list[str]:
     """What a TAB offers after `lionbench run`: `group=` and `key=` that start with the word;
     after `group=`, the group's choices; nothing after `key=` (a value is the user's)."""
-    conf = conf_dir()
+    conf = CONF_DIR
     choices = groups(conf)
     name, eq, _ = incomplete.partition("=")
     bare = name.lstrip("+~")
@@ -81,9 +80,9 @@ TOP_KEYS = ("seed", "results_dir", "device", "precision", "compile", "train", "c
 def run_help() -> str:
     """lionbench's own page for `run --help`: the groups and their choices, the main keys and
     what to type next, read from conf/ without Hydra or torch, so it prints at once."""
-    conf = conf_dir()
+    conf = CONF_DIR
     choices = groups(conf)
-    root = yaml.safe_load((conf / "config.yaml").read_text()) or {}
+    root = yaml.safe_load((conf / ROOT_CONFIG).read_text()) or {}
     defaults = {k: v for d in root.get("defaults", []) if isinstance(d, dict) for k, v in d.items()}
     width = max(map(len, choices))
     lines = [

@@ -17,7 +17,7 @@ def git_revision() -> str | None:
     """The commit of the code that ran (`-dirty` when its tracked files were modified): from
     git when the package runs from a checkout (an editable install), else the one setup.py
     recorded when the wheel was built (`pip install .`), else None (an sdist built outside git)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # lionbench/ (this file is in lionbench/run/)
     return checkout_revision(package) or recorded_revision(package)
 
 

@@ -20,14 +20,16 @@ The state, speed, ratio and steps claims come from the sweep's own runs. The man
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench import config, sweep
-from lionbench.errors import EXIT_BAD_INPUT, UserError
-from lionbench.record import json_safe
+from lionbench import config
+from lionbench.commands import grid, manifest, screen, sweep, tuning
+from lionbench.errors import UserError
+from lionbench.files import atomic_write_json
+from lionbench.optim.registry import CANDIDATE, OPTIMIZERS
+from lionbench.run.rundir import STUDIES, manifest_path
 
 STUDY_SCHEMA = 1
 CLAIMS = ("batch", "schedule", "betas")
@@ -42,11 +44,11 @@ class Condition:
 
     claim: str
     change: str
-    variant: list[sweep.Job]
-    reference: list[sweep.Job] = field(default_factory=list)
+    variant: list[tuning.Job]
+    reference: list[tuning.Job] = field(default_factory=list)
 
     @property
-    def jobs(self) -> list[sweep.Job]:
+    def jobs(self) -> list[tuning.Job]:
         return self.reference + self.variant
 
 
@@ -62,10 +64,10 @@ def check_overrides(overrides: list[str]) -> None:
             )
 
 
-def recipe_defaults(sw: sweep.Sweep) -> tuple[int, str, list[float]]:
+def recipe_defaults(sw: tuning.Sweep) -> tuple[int, str, list[float]]:
     """(batch size, schedule, Lion's betas) of the composed recipe: the reference condition."""
     flags, plain = config.split_args(sw.overrides)
-    cfg = config.compose(plain, config.config_dirs(flags))
+    cfg = config.compose([*plain, f"optim={CANDIDATE}"], config.config_dirs(flags))
     return int(cfg.train.batch_size), str(cfg.sched.name), [float(b) for b in cfg.optim.betas]
 
 
@@ -80,41 +82,9 @@ def check_small_batch(small: int | None, batch: int) -> int:
     return small
 
 
-def setting_args(sw: sweep.Sweep, optim: str, value: float) -> list[str]:
-    """The overrides of a chosen setting (AdamW: lr multiplier; Lion: ratio)."""
-    if optim == "adamw":
-        return ["optim=adamw", f"optim.lr={config.decimal_mul(value, sw.base_lr)!r}"]
-    return ["optim=lion", f"optim.ratio={sweep.fmt(value)}"]
-
-
-def jobs_for(
-    sw: sweep.Sweep, seeds: list[int], points: dict[str, float], extra: list[str], label: str
-) -> list[sweep.Job]:
-    """One job per (optimizer, seed group) in the sweep's interleaved order."""
-    return [
-        sweep.Job(
-            optim,
-            [points[optim]],
-            group,
-            [
-                "-m",
-                *sw.overrides,
-                f"seed={','.join(map(str, group))}",
-                f"sweep_name={sw.name}",
-                *sw.extra,
-                *setting_args(sw, optim, points[optim]),
-                *extra,
-            ],
-            label,
-        )
-        for optim, group in sweep.order(sw, seeds)
-        if optim in points
-    ]
-
-
 def conditions(
-    sw: sweep.Sweep,
-    chosen: dict[str, sweep.Choice],
+    sw: tuning.Sweep,
+    chosen: dict[str, grid.Choice],
     small_batch: int,
     aggressive: float,
     sched: str,
@@ -122,41 +92,25 @@ def conditions(
 ) -> list[Condition]:
     """The claim rounds' runs at the chosen settings (none without both optima). The schedule
     claim's variant is rsqrt, or cosine when the reference already is rsqrt."""
-    best = {o: c.best for o, c in chosen.items() if c.best is not None}
-    if len(best) < 2:
+    best = {o: [c.best] for o, c in chosen.items() if c.best is not None}
+    if len(best) < len(chosen):
         return []
     seeds = sw.confirm_seeds or sw.seeds
-    betas_text = ",".join(map(str, STABLE_BETAS))
-    # lr x aggressive: the ratio divided by it
-    hot = {"lion": config.decimal_div(best["lion"], aggressive)}
-    default_betas = ",".join(map(str, betas))
+    hot = {CANDIDATE: [grid.lr_times(OPTIMIZERS[CANDIDATE], best[CANDIDATE][0], aggressive)]}
+    stable, default = (",".join(map(str, b)) for b in (STABLE_BETAS, betas))
+    at = f"lr x{grid.exact(aggressive)}"
     other = "cosine" if sched == "rsqrt" else "rsqrt"
+    batch = f"train.batch_size={small_batch}"
     return [
+        Condition("batch", batch, tuning.jobs(sw, best, seeds, (batch,), f"batch {small_batch}")),
         Condition(
-            "batch",
-            f"train.batch_size={small_batch}",
-            jobs_for(sw, seeds, best, [f"train.batch_size={small_batch}"], f"batch {small_batch}"),
-        ),
-        Condition(
-            "schedule", f"sched={other}", jobs_for(sw, seeds, best, [f"sched={other}"], other)
+            "schedule", f"sched={other}", tuning.jobs(sw, best, seeds, (f"sched={other}",), other)
         ),
         Condition(
             "betas",
-            f"optim.betas=[{betas_text}] (both at Lion lr x{sweep.fmt(aggressive)})",
-            jobs_for(
-                sw,
-                seeds,
-                hot,
-                [f"optim.betas=[{betas_text}]"],
-                f"lr x{sweep.fmt(aggressive)} betas {betas_text}",
-            ),
-            jobs_for(
-                sw,
-                seeds,
-                hot,
-                [f"optim.betas=[{default_betas}]"],
-                f"lr x{sweep.fmt(aggressive)} betas {default_betas}",
-            ),
+            f"optim.betas=[{stable}] (both at Lion {at})",
+            tuning.jobs(sw, hot, seeds, (f"optim.betas=[{stable}]",), f"{at} betas {stable}"),
+            tuning.jobs(sw, hot, seeds, (f"optim.betas=[{default}]",), f"{at} betas {default}"),
         ),
     ]
 
@@ -174,44 +128,41 @@ def run_study(
     small_batch: int | None = None,
     aggressive: float = 2.0,
 ) -> int:
-    """The sweep, then the claim rounds; the exit code is 1 only when a run failed."""
-    try:
-        check_overrides(overrides)
-        if not aggressive > 1:
-            raise UserError(
-                f"--aggressive must be > 1 (a multiple of Lion's best lr), got {aggressive}"
-            )
-        sw = sweep.setup(
-            ratios, seeds, name or None, launcher, overrides, adamw_lrs, confirm_seeds, max_extend
+    """The sweep, then the claim rounds; the exit code is 1 only when a run failed (bad input
+    raises UserError, before any run starts)."""
+    check_overrides(overrides)
+    if not aggressive > 1:
+        raise UserError(
+            f"--aggressive must be > 1 (a multiple of Lion's best lr), got {aggressive}"
         )
-        if name is None:
-            sw.name = f"{sw.recipe}-{sw.scale}-claims"
-        batch, sched, betas = recipe_defaults(sw)
-        small_batch = check_small_batch(small_batch, batch)
-        print(sweep.plan_line(sw), flush=True)
-        chosen = sweep.tune(sw)
-        if isinstance(chosen, int):
-            return chosen
-        conds = conditions(sw, chosen, small_batch, aggressive, sched, betas)
-        for cond in conds:
-            if code := sweep.launch(sw, f"claim {cond.claim}", cond.jobs):
-                return code
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    manifest = sweep.write_manifest(sw, chosen)
-    path = write_study(sw, chosen, conds, manifest, batch, sched, betas, aggressive)
+    sw = sweep.setup(
+        ratios, seeds, name or None, launcher, overrides, adamw_lrs, confirm_seeds, max_extend
+    )
+    if name is None:
+        sw.name = f"{sw.recipe}-{sw.scale}-claims"
+    batch, sched, betas = recipe_defaults(sw)
+    small_batch = check_small_batch(small_batch, batch)
+    print(sweep.plan_line(sw), flush=True)
+    chosen = tuning.tune(sw)
+    if isinstance(chosen, int):
+        return chosen
+    conds = conditions(sw, chosen, small_batch, aggressive, sched, betas)
+    for cond in conds:
+        if code := tuning.launch(sw, f"claim {cond.claim}", cond.jobs):
+            return code
+    sweep_manifest = manifest.write_manifest(sw, chosen)
+    path = write_study(sw, chosen, conds, sweep_manifest, batch, sched, betas, aggressive)
     lines = (
         (f"study manifest: {path}",)
         if conds
         else ("no claim rounds: an optimizer has no usable setting (every one diverged or failed)",)
     )
-    return sweep.account(sw, chosen, manifest, lines)
+    return screen.account(sw, chosen, sweep_manifest, lines)
 
 
 def write_study(
-    sw: sweep.Sweep,
-    chosen: dict[str, sweep.Choice],
+    sw: tuning.Sweep,
+    chosen: dict[str, grid.Choice],
     conds: list[Condition],
     sweep_manifest: Path,
     batch: int,
@@ -220,19 +171,16 @@ def write_study(
     aggressive: float,
 ) -> Path:
     """`<results_dir>/_studies/<name>.json`: each claim's conditions and their run directories."""
-    import json
 
-    from lionbench.track import atomic_write_text
-
-    def dirs(runs: list[sweep.Run]) -> dict[str, list[str]]:
-        return {o: [sweep.rel(sw, r.path) for r in runs if r.optim == o] for o in sweep.OPTIMS}
+    def dirs(runs: list[tuning.Run]) -> dict[str, list[str]]:
+        return {o: [manifest.rel(sw, r.path) for r in runs if r.optim == o] for o in sw.optims}
 
     chosen_runs = [
         r
         for o, c in chosen.items()
         for r in (
             [r for r in sw.runs if r.optim == o and r.stage == "confirmation"]
-            or sweep.selection_runs(sw, o, c.best if c.best is not None else float("nan"))
+            or tuning.selection_runs(sw, o, c.best if c.best is not None else float("nan"))
         )
     ]
     claims: dict[str, Any] = {}
@@ -250,7 +198,7 @@ def write_study(
         "name": sw.name,
         "recipe": sw.recipe,
         "scale": sw.scale,
-        "sweep_manifest": sweep.rel(sw, sweep_manifest),
+        "sweep_manifest": manifest.rel(sw, sweep_manifest),
         "seeds": sw.confirm_seeds or sw.seeds,
         "reference": {"batch_size": batch, "sched": sched, "lion_betas": betas},
         "aggressive_lr_factor": aggressive,
@@ -258,7 +206,7 @@ def write_study(
         "best": {o: c.best for o, c in chosen.items()},
         "claims": claims,
     }
-    path = sw.results_dir / "_studies" / f"{sw.name}.json"
+    path = manifest_path(sw.results_dir, STUDIES, sw.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(json_safe(study), indent=2) + "\n")
+    atomic_write_json(path, study)
     return path

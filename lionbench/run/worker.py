@@ -1,7 +1,7 @@
-"""A torchrun worker of a `dist.nproc > 1` run: `python -m lionbench.worker <run dir>/config.yaml`.
+"""A torchrun worker of a `dist.nproc > 1` run: `python -m lionbench.run.worker <config.yaml>`.
 
 It trains the run whose resolved config the orchestrator wrote into the run directory
-(lionbench/distributed.py explains the two ways into DDP).
+(run/torchrun.py explains the two ways into DDP).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 
 from omegaconf import OmegaConf
 
-from lionbench import runner
 from lionbench.errors import Interrupted
+from lionbench.run import runner
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,6 @@ spread over all of them; the table gives the median over repeats and the min-max
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench import checks
+from lionbench.console import short
 from lionbench.errors import UserError
 
 COMPILE_VALUES = {"off": False, "on": True}
@@ -93,7 +93,7 @@ def check_options(
 ) -> Plan:
     """Every option, checked before the first run starts (a typo costs no benchmark time); the
     runs' configs are composed and validated as `lionbench run` would (docs/design.md)."""
-    from lionbench.bench import check_out
+    from lionbench.commands.bench_optim import check_out
     from lionbench.config import choices
     from lionbench.optim.registry import OPTIMIZERS
 
@@ -119,7 +119,7 @@ def check_options(
 
 def _precheck(plan: Plan) -> None:
     """Compose and validate each configuration's run as `lionbench run` does before training."""
-    from lionbench.app import precheck
+    from lionbench.run.launch import precheck
 
     with tempfile.TemporaryDirectory(prefix="lionbench-bench-") as tmp:
         for setup in plan.setups:
@@ -149,7 +149,7 @@ def run_args(setup: Setup, plan: Plan, results_dir: Path) -> list[str]:
 
 def run_one(setup: Setup, plan: Plan) -> dict[str, Any]:
     """Train one configuration in a fresh process; its numbers, or its error."""
-    from lionbench.record import read_summary
+    from lionbench.run.rundir import RunDir, find_run_dirs
 
     with tempfile.TemporaryDirectory(prefix="lionbench-bench-") as tmp:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
@@ -161,8 +161,8 @@ def run_one(setup: Setup, plan: Plan) -> dict[str, Any]:
             env=env,
         )
         wall = time.perf_counter() - t0
-        found = sorted(Path(tmp).glob("*/*/summary.json"))
-        summary = read_summary(found[0]) if found else None
+        found = find_run_dirs([Path(tmp)])
+        summary = RunDir(found[0]).read_summary() if found else None
     if summary is None or str(summary.status) != "completed":
         return {"ok": False, "wall_s": wall, "error": _error(proc, summary)}
     values = {k: getattr(summary, k, None) for k in METRICS if k != "opt_step_share"}
@@ -227,15 +227,6 @@ def aggregate(setup: Setup, results: list[dict[str, Any]], plan: Plan) -> dict[s
     return row
 
 
-def _num(value: float | None, scale: float = 1.0, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if pct:
-        return f"{value:.1%}"
-    v = value * scale
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-
-
 def print_table(rows: list[dict[str, Any]]) -> None:
     """One line per configuration, narrow enough for 100 columns; failures listed below."""
     from rich.table import Table
@@ -278,29 +269,18 @@ def _cells(r: dict[str, Any], tokens: bool, mfu: bool) -> list[str]:
     if not r["completed"]:
         return [*head, "failed", *["-"] * (6 + tokens + mfu)]
     cells = [
-        _num(r["steps_per_s"]),
-        f"{_num(r['steps_per_s_min'])}-{_num(r['steps_per_s_max'])}",
-        _num(r["examples_per_s"]),
+        short(r["steps_per_s"]),
+        f"{short(r['steps_per_s_min'])}-{short(r['steps_per_s_max'])}",
+        short(r["examples_per_s"]),
     ]
     if tokens:
-        cells.append(_num(r["tokens_per_s"]))
+        cells.append(short(r["tokens_per_s"]))
     if mfu:
-        cells.append(_num(r["mfu"], pct=True))
+        cells.append(short(r["mfu"], pct=True))
     cells += [
-        _num(r["opt_step_ms"]),
-        _num(r["opt_step_share"], pct=True),
-        _num(r["peak_mem_bytes"], 1e-6),
-        _num(r["optimizer_state_bytes"], 1e-6),
+        short(r["opt_step_ms"]),
+        short(r["opt_step_share"], pct=True),
+        short(r["peak_mem_bytes"], 1e-6),
+        short(r["optimizer_state_bytes"], 1e-6),
     ]
     return [*head, *cells]
-
-
-def write(rows: list[dict[str, Any]], out: Path) -> None:
-    from lionbench.track import atomic_write_text
-
-    if out.suffix == ".json":
-        atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
-    else:
-        import pandas as pd
-
-        atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))

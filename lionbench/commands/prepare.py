@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lionbench.errors import UserError, check_output_dir
-from lionbench.track import atomic_write_text
+from lionbench.files import atomic_write_text
 
 TOKENIZERS = ("bytes", "gpt2")
 

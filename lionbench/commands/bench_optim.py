@@ -12,7 +12,6 @@ bandwidth measured in the same run.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -24,20 +23,14 @@ from typing import Any
 import torch
 
 from lionbench import checks
-from lionbench.device import resolve_device
 from lionbench.errors import UserError
+from lionbench.files import atomic_write_json, atomic_write_text
+from lionbench.loop.device import resolve_device
 from lionbench.optim import build_from_groups, check_impl
 from lionbench.optim.registry import OPTIMIZERS, Impl, all_impls, missing_needs
 
 PARAM_SETS = ("gpt2-124m", "resnet50", "vit-b16", "flat:N")
 BASELINE = "adamw:fused"
-# Hyperparameters of the timed steps: the update's cost does not depend on their values.
-BENCH_HYPERPARAMS = {
-    "lion": {"lr": 1e-4, "betas": (0.9, 0.99)},
-    "adamw": {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8},
-    "sgd": {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
-    "adafactor": {"lr": 1e-2, "beta2_decay": -0.8, "d": 1.0},
-}
 
 
 def impl_spec(impl: str) -> Impl:
@@ -127,7 +120,8 @@ def time_impl(
     params = [torch.nn.Parameter(torch.randn(s, device=device, generator=gen)) for s in shapes]
     grads = [[torch.randn(s, device=device, generator=gen) for s in shapes] for _ in range(2)]
     groups = [{"params": params, "weight_decay": 0.1}]
-    cfg = {"name": optim, "impl": variant, "weight_decay": 0.1, **BENCH_HYPERPARAMS[optim]}
+    # the registry's defaults: the update's cost does not depend on the hyperparameters' values
+    cfg = {"name": optim, "impl": variant, "weight_decay": 0.1}
     check_impl(cfg, device.type)
     opt = build_from_groups(cfg, groups)
     times = []
@@ -198,7 +192,7 @@ def bench_optim(
 def print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    from lionbench.console import make_console
+    from lionbench.console import make_console, short
 
     first = rows[0]
     table = Table(
@@ -217,18 +211,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in sorted(rows, key=lambda r: r["ms_per_step"]):
         table.add_row(
             r["impl"],
-            _ms(r["ms_per_step"]),
-            f"{_ms(r['ms_min'])}-{_ms(r['ms_max'])}",
+            short(r["ms_per_step"]),
+            f"{short(r['ms_min'])}-{short(r['ms_max'])}",
             f"{r['effective_gb_s']:.1f}",
             f"{r['fraction_of_bandwidth']:.0%}",
             "-" if r["vs_adamw_fused"] is None else f"{r['vs_adamw_fused']:.2f}",
         )
     make_console().print(table)
-
-
-def _ms(ms: float) -> str:
-    """Three significant figures or more, so that the table fits 80 columns."""
-    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def check_options(
@@ -295,11 +284,10 @@ def check_out(out: Path | None) -> None:
 
 
 def write(rows: list[dict[str, Any]], out: Path) -> None:
-    from lionbench.track import atomic_write_text
-
+    """The table's rows as a .json list or a .csv table (`bench optim` and `bench train`)."""
     if out.suffix == ".json":
-        atomic_write_text(out, json.dumps(rows, indent=2) + "\n")
-    elif out.suffix == ".csv":
+        atomic_write_json(out, rows)
+    else:
         import pandas as pd
 
         atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))

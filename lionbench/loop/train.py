@@ -6,6 +6,7 @@ paused. The loop never synchronizes the host per step: the train loss is summed 
 and read once per `log_interval`, and the clock is read only at window edges, right after a
 device synchronize, so that timing excludes logging and evaluation, and the warmup steps are
 charged at the steady rate (compilation is `compile_s`, never training time; docs/design.md).
+Records, checkpoints and artifacts go to a `RunSink` (run/outputs.py): the loop knows no file.
 """
 
 from __future__ import annotations
@@ -15,23 +16,39 @@ import hashlib
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
 
-from lionbench import checkpoint, console, distributed
-from lionbench import device as devices
-from lionbench.ema import EMA
-from lionbench.evaluation import Target, evaluate
-from lionbench.loop_state import LoopState
+from lionbench import console
+from lionbench.loop import ddp
+from lionbench.loop import device as devices
+from lionbench.loop.ema import EMA
+from lionbench.loop.evaluation import Target, evaluate
+from lionbench.loop.state import LoopState, rng_state, set_rng_state
+from lionbench.loop.timing import Clock, OptStepTimer, PeakMemory, peak_flops
 from lionbench.optim import build_optimizer, state_bytes
 from lionbench.optim.registry import impl_of, spec_of
 from lionbench.optim.schedule import build_scheduler
 from lionbench.recipe import Data, Recipe
 from lionbench.record import Status
-from lionbench.timing import Clock, OptStepTimer, PeakMemory, peak_flops
-from lionbench.track import RunDir, WandbLogger
+from lionbench.signals import StopFlag
+
+
+class RunSink(Protocol):
+    """Where the loop's records, checkpoints and artifacts go (run/outputs.py `RunOutputs`)."""
+
+    path: Path  # the run directory: recipes write their artifacts there
+
+    def record(self, record: dict[str, Any]) -> None: ...
+
+    def started(self) -> None: ...
+
+    def checkpoint(self, content: dict[str, Any]) -> None: ...
+
+    def artifact(self, name: str, path: Path, step: int) -> None: ...
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -65,8 +82,8 @@ class Plan:
     def of(cls, cfg: DictConfig) -> Plan:
         t = cfg.train
         return cls(
-            int(t.steps), int(t.batch_size), int(t.grad_accum), distributed.world(),
-            distributed.rank(), float(t.grad_clip), int(cfg.timing.opt_step_every),
+            int(t.steps), int(t.batch_size), int(t.grad_accum), ddp.world(),
+            ddp.rank(), float(t.grad_clip), int(cfg.timing.opt_step_every),
             int(t.log_interval), int(t.eval_interval), int(cfg.checkpoint.interval),
         )  # fmt: skip
 
@@ -116,7 +133,7 @@ def build(cfg: DictConfig, recipe: Recipe, device: torch.device, plan: Plan) -> 
     devices.configure(device)
     peak = PeakMemory(device)  # this run's peak, from here (model and data in place)
     optimizer = build_optimizer(cfg.optim, model)
-    train_model = distributed.wrap(model, device) if plan.world > 1 else model
+    train_model = ddp.wrap(model, device) if plan.world > 1 else model
     step_model = torch.compile(train_model) if cfg.compile else train_model
     return Parts(
         recipe=recipe,
@@ -150,8 +167,7 @@ def train(
     cfg: DictConfig,
     recipe: Recipe,
     device: torch.device,
-    rundir: RunDir,
-    wandb: WandbLogger,
+    sink: RunSink,
     resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one run; returns the result fields of its summary."""
@@ -168,19 +184,19 @@ def train(
         loss_sum=torch.zeros((), device=device),
         diverge_loss=cfg.train.diverge_loss,
     )
-    out = Output(cfg, rundir, wandb, parts, device)
+    out = Output(cfg, sink, parts, device)
     if resume is None:
         evaluate_and_log(parts, state, out)  # step 0: where every curve starts
     else:
         restore(parts, state, resume)
     parts.model.train()
-    first = True  # the first step done drops the run directory's NOT_STARTED marker
-    with checkpoint.StopFlag() as stop:
+    first = True  # the first step done: the run directory holds a trained step
+    with StopFlag() as stop:
         state.clock.resume(state.step)
         while state.step < plan.steps:
             train_step(parts, state, plan)
             if first:
-                rundir.mark_started()
+                sink.started()
                 first = False
             edge = window_edge(plan, state, stop)
             if edge is None:
@@ -195,10 +211,10 @@ def train(
                 out.progress.print(f"diverged at step {state.step}: train loss {state.final_train}")
                 break
             if edge.checkpoint and plan.rank == 0:
-                save(parts, state, rundir, wandb)
+                sink.checkpoint(checkpoint_content(parts, state))
             if edge.stop:
                 state.status, state.interrupted_by = Status.INTERRUPTED, stop.signum
-                break  # the command says it once, with the run directory (app.main)
+                break  # the command says it once, with the run directory (run/launch.py)
             state.clock.resume(state.step)
     out.progress.close()
     if state.status == Status.INTERRUPTED:
@@ -250,17 +266,15 @@ class Edge:
     stop: bool
 
 
-def window_edge(plan: Plan, state: LoopState, stop: checkpoint.StopFlag) -> Edge | None:
-    """None between edges (the common case: no host work at all). One process acts on a signal
-    at the next step; DDP ranks agree at a log step, where they synchronize anyway, so that all
-    of them stop at the same step."""
+def window_edge(plan: Plan, state: LoopState, stop: StopFlag) -> Edge | None:
+    """None between edges (the common case: no host work at all). A signal stops the run at a
+    step boundary (`StopFlag.stop_now`: DDP ranks agree at a log step)."""
     step, last = state.step, state.step == plan.steps
     do_log = step % plan.log_every == 0 or last
     do_eval = step % plan.eval_every == 0 or last
-    stop_now = stop.signum is not None and plan.world == 1
-    if plan.world > 1 and do_log:
-        stop.signum = distributed.agree_on_signal(stop.signum, state.loss_sum.device)
-        stop_now = stop.signum is not None
+    stop_now = stop.stop_now(
+        plan.world, do_log, lambda signum: ddp.agree_on_signal(signum, state.loss_sum.device)
+    )
     do_ckpt = bool(plan.ckpt_every and step % plan.ckpt_every == 0) or stop_now
     if not (do_log or do_eval or do_ckpt or step == state.clock.warmup_steps):
         return None
@@ -268,38 +282,29 @@ def window_edge(plan: Plan, state: LoopState, stop: checkpoint.StopFlag) -> Edge
 
 
 class Output:
-    """Where records go: metrics.jsonl, W&B and the console."""
+    """Where records go: the run's sink (metrics.jsonl, W&B) and the console."""
 
-    def __init__(
-        self,
-        cfg: DictConfig,
-        rundir: RunDir,
-        wandb: WandbLogger,
-        parts: Parts,
-        device: torch.device,
-    ) -> None:
-        self.rundir, self.wandb, self.batch_size = rundir, wandb, int(cfg.train.batch_size)
+    def __init__(self, cfg: DictConfig, sink: RunSink, parts: Parts, device: torch.device) -> None:
+        self.sink, self.batch_size = sink, int(cfg.train.batch_size)
         label = f"{cfg.recipe.name}/{cfg.optim.name}"
         self.progress = console.Progress(int(cfg.train.steps), label)
         o = cfg.optim
         self.progress.print(
             f"{label}: scale={cfg.scale} data={cfg.data.source} params={parts.n_params:,} "
             f"impl={o.get('impl', 'target')} lr={o.lr:.3g} wd={o.weight_decay:.3g} "
-            f"seed={cfg.seed} batch={cfg.train.batch_size} device={device} -> {rundir.path}"
+            f"seed={cfg.seed} batch={cfg.train.batch_size} device={device} -> {sink.path}"
         )
         floor = parts.data.loss_floor
         self.floor_note = f" (floor {floor:.4f})" if floor is not None else ""
 
     def record(self, record: dict[str, Any]) -> None:
-        """metrics.jsonl keeps nulls (a `time_s` not known yet); W&B gets the known values."""
-        self.rundir.log(record)
-        self.wandb.log({k: v for k, v in record.items() if v is not None})
+        self.sink.record(record)
 
 
 def log_train(state: LoopState, out: Output) -> None:
     """The window's mean train loss (reduced over ranks): one host sync; divergence check."""
-    if distributed.world() > 1:
-        distributed.all_reduce_mean(state.loss_sum)
+    if ddp.world() > 1:
+        ddp.all_reduce_mean(state.loss_sum)
     state.final_train = loss = state.loss_sum.item() / state.micro_in_window
     state.loss_sum.zero_()
     state.micro_in_window = 0
@@ -346,25 +351,18 @@ def evaluate_and_log(parts: Parts, state: LoopState, out: Output) -> None:
         state.status, state.diverged_at = Status.DIVERGED, state.step
 
 
-def save(parts: Parts, state: LoopState, rundir: RunDir, wandb: WandbLogger) -> None:
-    checkpoint.save(
-        rundir.path / checkpoint.FILENAME,
-        {
-            "step": state.step,
-            "model": parts.model.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.scheduler.state_dict(),
-            "ema": parts.ema.model.state_dict() if parts.ema is not None else None,
-            "rng": checkpoint.rng_state(),
-            "data": parts.data.train.state_dict(),
-            "loop": state.state_dict(),
-            "run": {
-                "name": rundir.path.name,
-                "metrics_bytes": rundir.metrics_bytes(),
-                "wandb_id": wandb.run_id,
-            },
-        },
-    )
+def checkpoint_content(parts: Parts, state: LoopState) -> dict[str, Any]:
+    """Everything the loop needs to continue bit for bit (run/checkpoint.py writes the file)."""
+    return {
+        "step": state.step,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "ema": parts.ema.model.state_dict() if parts.ema is not None else None,
+        "rng": rng_state(),
+        "data": parts.data.train.state_dict(),
+        "loop": state.state_dict(),
+    }
 
 
 def restore(parts: Parts, state: LoopState, resume: dict[str, Any]) -> None:
@@ -374,7 +372,7 @@ def restore(parts: Parts, state: LoopState, resume: dict[str, Any]) -> None:
     if parts.ema is not None:
         parts.ema.model.load_state_dict(resume["ema"])
     parts.data.train.load_state_dict(resume["data"])
-    checkpoint.set_rng_state(resume["rng"])
+    set_rng_state(resume["rng"])
     state.load_state_dict(resume["loop"])
 
 
@@ -385,9 +383,9 @@ def results(
     ema = parts.ema
     final_model = ema.synced() if ema is not None else parts.model  # samples from EMA weights
     completed = state.status == Status.COMPLETED
-    artifacts = parts.recipe.finalize(final_model, out.rundir.path, device) if completed else {}
+    artifacts = parts.recipe.finalize(final_model, out.sink.path, device) if completed else {}
     for name, path in artifacts.items():
-        out.wandb.log_image(name, path, state.step)
+        out.sink.artifact(name, path, state.step)
     last_eval = state.history[-1][1]
     finite = [(ev["loss"], s) for s, ev in state.history if math.isfinite(ev["loss"])]
     best_val, best_step = min(finite) if finite else (None, None)

@@ -1,15 +1,17 @@
-"""The training loop's state between steps, as one object that a checkpoint saves whole."""
+"""The training loop's state between steps, as one object that a checkpoint saves whole, and
+the RNG states a resumed run restores."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from lionbench.evaluation import Target
+from lionbench.loop.evaluation import Target
+from lionbench.loop.timing import Clock, OptStepTimer
 from lionbench.record import Status
-from lionbench.timing import Clock, OptStepTimer
 
 
 @dataclass
@@ -66,3 +68,23 @@ class LoopState:
         self.clock.load_state_dict(state["clock"], self.step)
         self.opt_timer.ms = list(state["opt_step_ms"])
         self.target.load_state_dict(state["target"])
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run draws from: torch's CPU generator, Python's, and CUDA's when in use."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x: Any) -> Any:
+    """random.setstate wants the tuples it gave; a round trip may have made them lists."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x

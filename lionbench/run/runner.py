@@ -1,5 +1,6 @@
 """One run around the training loop: find its directory, skip it if finished, resume it from
-its checkpoint, and record what came of it (summary.json, W&B, the exit code).
+its checkpoint, hand the loop where its records go (run/outputs.py), and record what came of it
+(summary.json, W&B, the exit code).
 
 With `dist.nproc > 1` the Hydra job only orchestrates: torchrun's workers train the run and rank
 0 writes its directory, which this reads back.
@@ -22,24 +23,30 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import lionbench
-from lionbench import checkpoint, console, distributed, slurm, train
+from lionbench import console
 from lionbench.config import decimal_div
-from lionbench.device import device_name, resolve_device
 from lionbench.errors import (
     EXIT_DIVERGED,
     EXIT_FAILED,
     EXIT_OK,
     Interrupted,
     disk_full_line,
+    first_line,
     is_disk_full,
+    warn,
 )
-from lionbench.lock import RunLock
+from lionbench.loop import ddp, train
+from lionbench.loop.device import device_name, resolve_device
 from lionbench.optim import check_impl
 from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
 from lionbench.recipe import Recipe, load_recipe
-from lionbench.record import RunSummary, Status, run_dir_path
-from lionbench.revision import git_revision
-from lionbench.track import RunDir, WandbLogger, atomic_write_text, warn
+from lionbench.record import RunSummary, Status
+from lionbench.run import checkpoint, slurm, torchrun
+from lionbench.run.lock import RunLock
+from lionbench.run.outputs import RunOutputs
+from lionbench.run.revision import git_revision
+from lionbench.run.rundir import RunDir, run_dir_path
+from lionbench.tracking.wandb_run import WandbLogger
 
 EXIT_CODES = {Status.COMPLETED: EXIT_OK, Status.DIVERGED: EXIT_DIVERGED, Status.FAILED: EXIT_FAILED}
 
@@ -59,14 +66,14 @@ def run(cfg: DictConfig) -> RunResult:
     """One run of a resolved config: check, skip if finished, else train and record (or, with
     dist.nproc > 1, have torchrun's workers train it)."""
     device = resolve_device(cfg.device)
-    if distributed.in_worker():
-        cfg.dist.nproc = distributed.world()  # `torchrun -m lionbench run`: torchrun decides
-        device = distributed.setup(device)
+    if ddp.in_worker():
+        cfg.dist.nproc = ddp.world()  # `torchrun -m lionbench run`: torchrun decides
+        device = ddp.setup(device)
     try:
         return _run(cfg, device)
     finally:
-        if distributed.in_worker():
-            distributed.teardown()
+        if ddp.in_worker():
+            ddp.teardown()
 
 
 def _run(cfg: DictConfig, device: torch.device) -> RunResult:
@@ -75,9 +82,9 @@ def _run(cfg: DictConfig, device: torch.device) -> RunResult:
     check_impl(cfg.optim, device.type)
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    rundir = RunDir(run_dir_path(plain, device.type), writer=distributed.rank() == 0)
+    rundir = RunDir(run_dir_path(plain, device.type), writer=ddp.rank() == 0)
     try:
-        with RunLock(rundir.path, enabled=rundir.writer):
+        with RunLock(rundir, enabled=rundir.writer):
             return _run_locked(cfg, device, recipe, plain, rundir)
     except OSError as e:  # a full disk outside training: taking the lock, starting, finishing
         if not is_disk_full(e):
@@ -117,13 +124,12 @@ def _run_locked(
     if previous is not None and previous.finished:
         print(f"already {previous.status}: {rundir.path} (nothing to train)", flush=True)
         return RunResult(previous.status, rundir.path, previous)
-    if int(cfg.dist.nproc) > 1 and not distributed.in_worker():
+    if int(cfg.dist.nproc) > 1 and not ddp.in_worker():
         return run_workers(plain, rundir)
     if rundir.writer and (line := full_scale_on_cpu(cfg, device)):
         warn(line)
 
-    ckpt_path = rundir.path / checkpoint.FILENAME
-    resume = checkpoint.load(ckpt_path, rundir.path.name) if ckpt_path.exists() else None
+    resume = checkpoint.load(rundir) if rundir.checkpoint.exists() else None
     rundir.start(
         OmegaConf.to_yaml(plain),
         keep_metrics_bytes=resume["run"]["metrics_bytes"] if resume else None,
@@ -131,7 +137,7 @@ def _run_locked(
     wandb = WandbLogger.off()
     if rundir.writer:
         resume_id = resume["run"]["wandb_id"] if resume else None
-        wandb = WandbLogger(plain, rundir.path, rundir.path.name, resume_id=resume_id)
+        wandb = WandbLogger.start(plain, rundir.path, rundir.wandb, rundir.path.name, resume_id)
     summary = identity_summary(plain, device)
     summary.update(run_dir=str(rundir.path), started_at=_now(), **wandb.record())
     if resume:
@@ -139,7 +145,7 @@ def _run_locked(
         print(f"resuming {rundir.path} from its checkpoint at step {resume['step']}", flush=True)
     wall0 = time.perf_counter()
     try:
-        summary.update(**train.train(cfg, recipe, device, rundir, wandb, resume))
+        summary.update(**train.train(cfg, recipe, device, RunOutputs(rundir, wandb), resume))
     except Exception as e:
         summary.update(wall_s=time.perf_counter() - wall0)
         if isinstance(e, OSError) and is_disk_full(e):
@@ -153,11 +159,10 @@ def _run_locked(
 
 def failed(rundir: RunDir, summary: RunSummary, e: Exception) -> None:
     """Record an exception: its first line in the summary, its traceback in error.log."""
-    first_line = (str(e).strip().splitlines() or [""])[0]
-    summary.update(status=Status.FAILED, error=f"{type(e).__name__}: {first_line}")
+    summary.update(status=Status.FAILED, error=first_line(e, with_type=True))
     where = f"traceback in {rundir.error_log}"
     try:
-        rundir.error_log.write_text(traceback.format_exc())
+        rundir.write_error_log(traceback.format_exc())
     except OSError as log_error:
         where = f"no traceback: {rundir.error_log}: {log_error.strerror}"
     print(f"run failed: {summary.error} ({where})", file=sys.stderr, flush=True)
@@ -172,7 +177,7 @@ def finish(cfg: DictConfig, rundir: RunDir, wandb: WandbLogger, summary: RunSumm
         wandb.preempted()
         raise Interrupted(summary.interrupted_by or 0, summary.steps or 0, rundir.path)
     if summary.status != Status.FAILED and not cfg.checkpoint.keep and rundir.writer:
-        (rundir.path / checkpoint.FILENAME).unlink(missing_ok=True)
+        rundir.checkpoint.unlink(missing_ok=True)
     wandb.finish(summary.to_dict(), EXIT_CODES[summary.status])
     if summary.status != Status.FAILED:
         console.summary_table(summary.to_dict())
@@ -182,10 +187,9 @@ def finish(cfg: DictConfig, rundir: RunDir, wandb: WandbLogger, summary: RunSumm
 def run_workers(plain: dict[str, Any], rundir: RunDir) -> RunResult:
     """The orchestrator's side of dist.nproc > 1: torchrun's workers read the resolved config
     from the run directory and rank 0 writes the results there; this reads them back."""
-    rundir.path.mkdir(parents=True, exist_ok=True)
     rundir.mark_setup()  # until rank 0 has done a step (a resumed run's checkpoint says more)
-    atomic_write_text(rundir.config, OmegaConf.to_yaml(plain))
-    code = distributed.launch(rundir.config, int(plain["dist"]["nproc"]))
+    rundir.write_config(OmegaConf.to_yaml(plain))
+    code = torchrun.launch(rundir, int(plain["dist"]["nproc"]))
     summary = rundir.read_summary()
     if summary is None or summary.status not in (*EXIT_CODES, Status.INTERRUPTED):
         summary = (summary or RunSummary()).update(

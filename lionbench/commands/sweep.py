@@ -1,0 +1,150 @@
+"""`lionbench sweep`: the candidate (Lion) against the baseline (AdamW), each tuned along its own
+axis from the registry with an equal budget, grids extended until their optimum is interior,
+then select-then-confirm (docs/design.md, "Sweep manifest").
+
+This module checks what the sweep was asked for (`setup`) and runs it; the grids are grid.py's,
+the rounds tuning.py's, the manifest manifest.py's and the final screen screen.py's. Runs go
+seed-major and alternate which optimizer goes first, so that drift of the machine over the sweep
+does not line up with the optimizer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from lionbench import config
+from lionbench.commands import grid, manifest, screen
+from lionbench.commands.grid import exact
+from lionbench.commands.tuning import Sweep, tune
+from lionbench.errors import UserError
+from lionbench.optim.registry import BASELINE, CANDIDATE, OPTIMIZERS, RATIO
+from lionbench.run.slurm import check_launcher
+
+LAUNCHERS = ("basic", "joblib")
+RESERVED = ("optim", "seed", "sweep_name")
+DERIVED = ("optim.lr", "optim.weight_decay", "optim.ratio")
+
+
+def check_name(name: str | None) -> None:
+    """The sweep name becomes the override sweep_name=NAME of every run, so a comma would turn
+    it into a sweep over names, and '=' or spaces would not parse."""
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(
+            f"--name {name!r} is not a valid sweep name (accepted: letters, digits, '.', '_', '-')"
+        )
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """The sweep sets the optimizer, its lr, wd and ratio, the seed and the name itself: an
+    override of one of them would silently give every arm the same value."""
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key in RESERVED:
+            raise UserError(f"'{o}': sweep sets {key} itself (use --ratios and --seeds)")
+        if key in DERIVED:
+            raise UserError(
+                f"'{o}': the sweep derives {key} for every run (AdamW: recipe.adamw.lr x "
+                f"--adamw-lrs; Lion: recipe.adamw.lr / --ratios); set recipe.adamw.lr=... or "
+                f"recipe.adamw.weight_decay=... to move the whole grid"
+            )
+
+
+def setup(
+    ratios: list[float],
+    seeds: list[int],
+    name: str | None,
+    launcher: str,
+    overrides: list[str],
+    adamw_lrs: list[float] | None,
+    confirm_seeds: list[int] | None,
+    max_extend: int,
+) -> Sweep:
+    """Check everything that can be checked before a run starts; raise UserError."""
+    check_name(name)
+    if launcher not in LAUNCHERS:
+        raise UserError(
+            f"unknown --launcher '{launcher}' (accepted: {', '.join(LAUNCHERS)}; "
+            f"or pass hydra/launcher=... as an override)"
+        )
+    check_overrides(overrides)
+    if max_extend < 0:
+        raise UserError(f"--max-extend must be >= 0, got {max_extend} (0: never extend)")
+    if confirm_seeds is None:
+        confirm_seeds = [max(seeds) + 1 + i for i in range(len(seeds))]
+    if reused := sorted(set(confirm_seeds) & set(seeds)):
+        raise UserError(
+            f"--confirm-seeds {', '.join(map(str, reused))} are also in --seeds (accepted: "
+            f"fresh seeds, or none)"
+        )
+    flags, plain = config.split_args(overrides)
+    check_launcher(plain)
+    cfg = config.compose(plain, config.config_dirs(flags))
+    baseline_grid = list(adamw_lrs or grid.default_multipliers(len(ratios)))
+    initial = {BASELINE: baseline_grid, CANDIDATE: list(ratios)}
+    return Sweep(
+        name=name or f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep",
+        overrides=list(overrides),
+        extra=["hydra/launcher=joblib"] if launcher == "joblib" else [],
+        recipe=str(cfg.recipe.name),
+        scale=str(cfg.scale),
+        results_dir=Path(str(cfg.results_dir)).expanduser(),
+        base={o: recipe_base(cfg, o) for o in initial},
+        seeds=list(seeds),
+        confirm_seeds=list(confirm_seeds),
+        max_extend=max_extend,
+        initial=initial,
+    )
+
+
+def recipe_base(cfg: Any, optim: str) -> tuple[float, float]:
+    """(lr, wd) of the recipe block the optimizer's grid scales (Lion's: recipe.adamw)."""
+    block_name = OPTIMIZERS[optim].baseline_block
+    block = cfg.recipe.get(block_name) or {}
+    if block.get("lr") is None:
+        raise UserError(
+            f"recipe {cfg.recipe.name} has no recipe.{block_name}.lr (the sweep scales it)"
+        )
+    return float(block["lr"]), float(block.get("weight_decay") or 0.0)
+
+
+def run_sweep(
+    ratios: list[float],
+    seeds: list[int],
+    name: str | None,
+    launcher: str,
+    overrides: list[str],
+    *,
+    adamw_lrs: list[float] | None = None,
+    confirm_seeds: list[int] | None = None,
+    max_extend: int = 2,
+) -> int:
+    """The whole sweep; the exit code is 1 only when a run failed (bad input raises UserError,
+    before any run starts)."""
+    sw = setup(ratios, seeds, name, launcher, overrides, adamw_lrs, confirm_seeds, max_extend)
+    print(plan_line(sw), flush=True)
+    chosen = tune(sw)
+    if isinstance(chosen, int):
+        return chosen
+    return screen.account(sw, chosen, manifest.write_manifest(sw, chosen))
+
+
+def plan_line(sw: Sweep) -> str:
+    """What the sweep will try: `AdamW lr x 0.5, 1, 2 (recipe.adamw.lr 0.003, wd 0.1) and Lion
+    ratios 3, 5, 10`, the seeds and the extension budget."""
+    grids = []
+    for o, values in sw.initial.items():
+        spec, (lr, wd) = OPTIMIZERS[o], sw.base[o]
+        shown = ", ".join(exact(v) for v in values)
+        if spec.tuning_axis == RATIO:
+            grids.append(f"{spec.title} ratios {shown}")
+        else:
+            base = f"recipe.{spec.baseline_block}.lr {exact(lr)}, wd {exact(wd)}"
+            grids.append(f"{spec.title} lr x {shown} ({base})")
+    confirm_text = ", ".join(map(str, sw.confirm_seeds)) or "none"
+    return (
+        f"sweep {sw.name}: {' and '.join(grids)}; selection seeds "
+        f"{', '.join(map(str, sw.seeds))}, up to {sw.max_extend} extension points per "
+        f"optimizer, confirmation seeds {confirm_text}"
+    )
