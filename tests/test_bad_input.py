@@ -19,7 +19,7 @@ from lionbench.optim.registry import OPTIMIZERS
 
 CASES = {
     "unknown recipe": (["recipe=gpt3"], "accepted: gpt2"),
-    "unknown optimizer": (["optim=rmsprop"], f"accepted: {', '.join(sorted(OPTIMIZERS))}"),
+    "unknown optimizer": (["optim=nonesuch"], f"accepted: {', '.join(sorted(OPTIMIZERS))}"),
     "misspelt key": (["optim.lrr=1e-3"], "did you mean 'optim.lr'"),
     "misspelt group key": (["trian.steps=3"], "did you mean 'train'"),
     "negative lr": (["optim.lr=-1"], "optim.lr must be > 0"),

@@ -125,7 +125,7 @@ def test_user_recipe_module_with_lion_and_a_user_optimizer(tmp_path):
         (["optim=sgd", "~optim.momentum"], "optim=sgd needs optim.momentum"),
         (["optim=sgd", "optim.nesterov=maybe"], "optim.nesterov must be true or false"),
         (["optim=adafactor", "optim.impl=fused"], "accepted: foreach, loop"),
-        (["optim=rmsprop"], "unknown optim 'rmsprop'"),
+        (["optim=nonesuch"], "unknown optim 'nonesuch'"),
     ],
 )
 def test_bad_optimizers_and_recipes_get_one_line(tmp_path, args, message):

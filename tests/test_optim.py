@@ -410,7 +410,7 @@ def test_build_optimizer_bad_names():
     model = small_gpt()
     with pytest.raises(UserError, match=f"accepted: {', '.join(OPTIMIZERS)}"):
         build_optimizer(
-            _cfg(name="rmsprop", impl="x", lr=0.1, weight_decay=0.0, betas=[0.9, 0.9]), model
+            _cfg(name="nonesuch", impl="x", lr=0.1, weight_decay=0.0, betas=[0.9, 0.9]), model
         )
     with pytest.raises(UserError, match="impl"):
         build_optimizer(
