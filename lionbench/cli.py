@@ -162,18 +162,25 @@ def overrides_of(ctx: typer.Context) -> list[str]:
     return args
 
 
-def sweep_options(
-    ratios: str, seeds: str, adamw_lrs: str | None, confirm_seeds: str | None
-) -> dict[str, Any]:
-    """The parsed grid options shared by `sweep` and `study claims`, as their keywords."""
+def sweep_request(
+    ctx: typer.Context,
+    ratios: str,
+    seeds: str,
+    adamw_lrs: str | None,
+    confirm_seeds: str | None,
+    **rest: Any,
+) -> Any:
+    """The sweep options shared by `sweep` and `study claims`, parsed: a `sweep.Request`."""
     from lionbench.commands.grid import parse_confirm, parse_list
+    from lionbench.commands.sweep import Request
 
-    return {
+    grids = {
         "ratios": parse_list(ratios, "--ratios", float),
         "seeds": parse_list(seeds, "--seeds", int),
         "adamw_lrs": None if adamw_lrs is None else parse_list(adamw_lrs, "--adamw-lrs", float),
         "confirm_seeds": parse_confirm(confirm_seeds),
     }
+    return Request(**grids, overrides=overrides_of(ctx), **rest)
 
 
 @app.command(
@@ -204,12 +211,9 @@ def sweep(
     """
     from lionbench.commands.sweep import run_sweep
 
-    opts = sweep_options(ratios, seeds, adamw_lrs, confirm_seeds)
-    overrides = overrides_of(ctx)
-    code = run_sweep(
-        **opts, name=name, launcher=launcher, overrides=overrides, max_extend=max_extend
-    )
-    raise typer.Exit(code)
+    req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
+                        launcher=launcher, max_extend=max_extend)  # fmt: skip
+    raise typer.Exit(run_sweep(req))
 
 
 @study_app.command(
@@ -248,9 +252,9 @@ def claims(
     """
     from lionbench.commands.study import run_study
 
-    opts = sweep_options(ratios, seeds, adamw_lrs, confirm_seeds)
-    opts.update(name=name, launcher=launcher, overrides=overrides_of(ctx), max_extend=max_extend)
-    raise typer.Exit(run_study(**opts, small_batch=small_batch, aggressive=aggressive))
+    req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
+                        launcher=launcher, max_extend=max_extend)  # fmt: skip
+    raise typer.Exit(run_study(req, small_batch=small_batch, aggressive=aggressive))
 
 
 @app.command()

@@ -19,6 +19,7 @@ from helpers import SMOKE, cli_inprocess
 
 from lionbench import report as report_mod
 from lionbench.commands import study
+from lionbench.commands.sweep import Request
 from lionbench.report import claims as claims_mod
 from lionbench.report import studies as studies_mod
 from lionbench.run import launch
@@ -99,8 +100,10 @@ def studied(tmp_path_factory):
     monkeypatch.setattr(launch, "main", main)
     try:
         code = study.run_study(
-            GRID["ratios"], SELECT, None, "joblib", [*SMOKE, f"results_dir={results}"],
-            adamw_lrs=GRID["adamw_lrs"], confirm_seeds=CONFIRM, max_extend=1,
+            Request(
+                GRID["ratios"], SELECT, [*SMOKE, f"results_dir={results}"], launcher="joblib",
+                adamw_lrs=GRID["adamw_lrs"], confirm_seeds=CONFIRM, max_extend=1,
+            )
         )  # fmt: skip
     finally:
         monkeypatch.undo()

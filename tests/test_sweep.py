@@ -15,6 +15,7 @@ from helpers import SMOKE, cli_inprocess, run_cli, summary
 
 from lionbench.commands import grid
 from lionbench.commands import sweep as sweep_mod
+from lionbench.commands.sweep import Request
 from lionbench.run import launch
 from lionbench.run.rundir import RunDir
 
@@ -63,7 +64,7 @@ def swept(tmp_path_factory):
     launches = record_launches(monkeypatch)
     try:
         code = sweep_mod.run_sweep(
-            [3.0, 10.0], [0, 1], None, "basic", [*REAL, f"results_dir={results}"], max_extend=1
+            Request([3.0, 10.0], [0, 1], [*REAL, f"results_dir={results}"], max_extend=1)
         )
     finally:
         monkeypatch.undo()
@@ -114,7 +115,7 @@ def test_a_second_identical_sweep_skips_everything(swept, capsys):
     results, _ = swept
     before = (results / "_sweeps" / "gpt2-smoke-ratio-sweep.json").read_text()
     code = sweep_mod.run_sweep(
-        [3.0, 10.0], [0, 1], None, "basic", [*REAL, f"results_dir={results}"], max_extend=1
+        Request([3.0, 10.0], [0, 1], [*REAL, f"results_dir={results}"], max_extend=1)
     )
     assert code == 0
     out = capsys.readouterr().out
@@ -133,7 +134,7 @@ def test_an_edge_optimum_is_extended_until_interior(tmp_path, monkeypatch):
     curves = {"adamw": 2 * base, "lion": base / 5}
     launches = record_launches(monkeypatch, lambda o, lr: math.log(lr / curves[o]) ** 2)
     overrides = [*TINY, f"results_dir={tmp_path}"]
-    assert sweep_mod.run_sweep([10.0, 20.0], [0], None, "basic", overrides) == 0
+    assert sweep_mod.run_sweep(Request([10.0, 20.0], [0], overrides)) == 0
     m = manifest(tmp_path)
     adamw, lion = m["optimizers"]["adamw"], m["optimizers"]["lion"]
     assert adamw["grid"] == [0.5, 1.0, 2.0, 4.0] and adamw["best"]["lr_multiplier"] == 2.0
@@ -156,7 +157,7 @@ def test_diverged_settings_count_as_inf_and_the_bound_is_reported(tmp_path, monk
     record_launches(monkeypatch, loss)
     overrides = [*TINY, f"results_dir={tmp_path}"]
     code = sweep_mod.run_sweep(
-        [3.0, 10.0], [0], None, "basic", overrides, adamw_lrs=[1.0, 2.0], confirm_seeds=[]
+        Request([3.0, 10.0], [0], overrides, adamw_lrs=[1.0, 2.0], confirm_seeds=[])
     )
     assert code == 0
     m = manifest(tmp_path)
@@ -200,7 +201,7 @@ def test_a_group_of_finished_runs_is_not_launched_again(tmp_path, monkeypatch, c
 
     def sweep(overrides: list[str]) -> int:
         return sweep_mod.run_sweep(
-            [3.0, 10.0], [0, 1], None, "basic", overrides, confirm_seeds=[], max_extend=0
+            Request([3.0, 10.0], [0, 1], overrides, confirm_seeds=[], max_extend=0)
         )
 
     assert sweep(overrides) == 0
@@ -223,7 +224,7 @@ def test_ratio_precision_keeps_close_ratios_apart(tmp_path, monkeypatch):
     launches = record_launches(monkeypatch, lambda o, lr: 1.0)
     overrides = [*TINY, f"results_dir={tmp_path}"]
     ratios = [3.0000001, 3.0000002]
-    code = sweep_mod.run_sweep(ratios, [0], None, "basic", overrides, max_extend=0)
+    code = sweep_mod.run_sweep(Request(ratios, [0], overrides, max_extend=0))
     assert code == 0
     lion = manifest(tmp_path)["optimizers"]["lion"]
     assert [s["ratio"] for s in lion["scores"]] == ratios

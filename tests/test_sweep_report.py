@@ -12,6 +12,7 @@ from helpers import SMOKE, run_cli, run_dirs, run_inprocess, summary
 
 from lionbench import report as report_mod
 from lionbench.commands import sweep as sweep_mod
+from lionbench.commands.sweep import Request
 
 TINY = [*SMOKE, "train.steps=10", "train.eval_interval=5"]
 
@@ -24,7 +25,7 @@ PLAIN_CLI = ["--adamw-lrs", "1", "--max-extend", "0", "--confirm-seeds", "none"]
 
 def tiny_sweep(results, ratios=(3.0, 10.0), seeds=(0, 1)):
     return sweep_mod.run_sweep(
-        list(ratios), list(seeds), None, "basic", [*TINY, f"results_dir={results}"], **PLAIN
+        Request(list(ratios), list(seeds), [*TINY, f"results_dir={results}"], **PLAIN)
     )
 
 
@@ -223,7 +224,7 @@ def test_a_sweep_with_a_diverging_and_a_failing_run_finishes_the_others(
     fail_lion_run(monkeypatch, ratio=3, seed=0)
     # ratio 1e-4: Lion's lr is 10,000x AdamW's, which diverges within the first steps
     overrides = [*TINY, "train.log_interval=2", f"results_dir={tmp_path}"]
-    assert sweep_mod.run_sweep([3.0, 1e-4], [0, 1], None, "basic", overrides, **PLAIN) == 1
+    assert sweep_mod.run_sweep(Request([3.0, 1e-4], [0, 1], overrides, **PLAIN)) == 1
     by_arm = {
         (summary(d)["optim"], summary(d)["ratio"], summary(d)["seed"]): summary(d)
         for d in run_dirs(tmp_path)

@@ -19,6 +19,7 @@ from helpers import SMOKE
 
 from lionbench.commands import sweep as sweep_mod
 from lionbench.commands import tuning
+from lionbench.commands.sweep import Request
 from lionbench.run import launch
 from lionbench.run.rundir import RunDir
 from lionbench.tracking import wandb_groups, wandb_run
@@ -98,7 +99,7 @@ def sweep(results: Path, name: str, mode: str = "disabled") -> int:
     """A 2-run sweep (one AdamW lr, one Lion ratio, one seed) named `name`, W&B in `mode`."""
     overrides = [*OVERRIDES, f"results_dir={results}", f"logger.wandb.mode={mode}"]
     return sweep_mod.run_sweep(
-        [3.0], [0], name, "basic", overrides, adamw_lrs=[1.0], confirm_seeds=[], max_extend=0
+        Request([3.0], [0], overrides, name, adamw_lrs=[1.0], confirm_seeds=[], max_extend=0)
     )
 
 

@@ -115,30 +115,16 @@ def conditions(
     ]
 
 
-def run_study(
-    ratios: list[float],
-    seeds: list[int],
-    name: str | None,
-    launcher: str,
-    overrides: list[str],
-    *,
-    adamw_lrs: list[float] | None = None,
-    confirm_seeds: list[int] | None = None,
-    max_extend: int = 2,
-    small_batch: int | None = None,
-    aggressive: float = 2.0,
-) -> int:
+def run_study(req: sweep.Request, small_batch: int | None = None, aggressive: float = 2.0) -> int:
     """The sweep, then the claim rounds; the exit code is 1 only when a run failed (bad input
     raises UserError, before any run starts)."""
-    check_overrides(overrides)
+    check_overrides(req.overrides)
     if not aggressive > 1:
         raise UserError(
             f"--aggressive must be > 1 (a multiple of Lion's best lr), got {aggressive}"
         )
-    sw = sweep.setup(
-        ratios, seeds, name or None, launcher, overrides, adamw_lrs, confirm_seeds, max_extend
-    )
-    if name is None:
+    sw = sweep.setup(req)
+    if req.name is None:
         sw.name = f"{sw.recipe}-{sw.scale}-claims"
     batch, sched, betas = recipe_defaults(sw)
     small_batch = check_small_batch(small_batch, batch)

@@ -11,6 +11,7 @@ does not line up with the optimizer.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,26 +52,35 @@ def check_overrides(overrides: list[str]) -> None:
             )
 
 
-def setup(
-    ratios: list[float],
-    seeds: list[int],
-    name: str | None,
-    launcher: str,
-    overrides: list[str],
-    adamw_lrs: list[float] | None,
-    confirm_seeds: list[int] | None,
-    max_extend: int,
-) -> Sweep:
+@dataclass(frozen=True)
+class Request:
+    """What `lionbench sweep` (or `study claims`) was asked for: the candidate's ratios, the
+    baseline's lr multipliers (default: as many, around 1), the seeds, and the Hydra overrides
+    every run gets."""
+
+    ratios: list[float]
+    seeds: list[int]
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+    launcher: str = "basic"
+    adamw_lrs: list[float] | None = None
+    confirm_seeds: list[int] | None = None  # None: as many fresh seeds; []: no confirmation
+    max_extend: int = 2
+
+
+def setup(req: Request) -> Sweep:
     """Check everything that can be checked before a run starts; raise UserError."""
-    check_name(name)
-    if launcher not in LAUNCHERS:
+    check_name(req.name)
+    if req.launcher not in LAUNCHERS:
         raise UserError(
-            f"unknown --launcher '{launcher}' (accepted: {', '.join(LAUNCHERS)}; "
+            f"unknown --launcher '{req.launcher}' (accepted: {', '.join(LAUNCHERS)}; "
             f"or pass hydra/launcher=... as an override)"
         )
-    check_overrides(overrides)
-    if max_extend < 0:
-        raise UserError(f"--max-extend must be >= 0, got {max_extend} (0: never extend)")
+    check_overrides(req.overrides)
+    if req.max_extend < 0:
+        raise UserError(f"--max-extend must be >= 0, got {req.max_extend} (0: never extend)")
+    seeds = req.seeds
+    confirm_seeds = req.confirm_seeds
     if confirm_seeds is None:
         confirm_seeds = [max(seeds) + 1 + i for i in range(len(seeds))]
     if reused := sorted(set(confirm_seeds) & set(seeds)):
@@ -78,22 +88,22 @@ def setup(
             f"--confirm-seeds {', '.join(map(str, reused))} are also in --seeds (accepted: "
             f"fresh seeds, or none)"
         )
-    flags, plain = config.split_args(overrides)
+    flags, plain = config.split_args(req.overrides)
     check_launcher(plain)
     cfg = config.compose(plain, config.config_dirs(flags))
-    baseline_grid = list(adamw_lrs or grid.default_multipliers(len(ratios)))
-    initial = {BASELINE: baseline_grid, CANDIDATE: list(ratios)}
+    baseline_grid = list(req.adamw_lrs or grid.default_multipliers(len(req.ratios)))
+    initial = {BASELINE: baseline_grid, CANDIDATE: list(req.ratios)}
     return Sweep(
-        name=name or f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep",
-        overrides=list(overrides),
-        extra=["hydra/launcher=joblib"] if launcher == "joblib" else [],
+        name=req.name or f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep",
+        overrides=list(req.overrides),
+        extra=["hydra/launcher=joblib"] if req.launcher == "joblib" else [],
         recipe=str(cfg.recipe.name),
         scale=str(cfg.scale),
         results_dir=Path(str(cfg.results_dir)).expanduser(),
         base={o: recipe_base(cfg, o) for o in initial},
         seeds=list(seeds),
         confirm_seeds=list(confirm_seeds),
-        max_extend=max_extend,
+        max_extend=req.max_extend,
         initial=initial,
     )
 
@@ -109,20 +119,10 @@ def recipe_base(cfg: Any, optim: str) -> tuple[float, float]:
     return float(block["lr"]), float(block.get("weight_decay") or 0.0)
 
 
-def run_sweep(
-    ratios: list[float],
-    seeds: list[int],
-    name: str | None,
-    launcher: str,
-    overrides: list[str],
-    *,
-    adamw_lrs: list[float] | None = None,
-    confirm_seeds: list[int] | None = None,
-    max_extend: int = 2,
-) -> int:
+def run_sweep(req: Request) -> int:
     """The whole sweep; the exit code is 1 only when a run failed (bad input raises UserError,
     before any run starts)."""
-    sw = setup(ratios, seeds, name, launcher, overrides, adamw_lrs, confirm_seeds, max_extend)
+    sw = setup(req)
     print(plan_line(sw), flush=True)
     chosen = tune(sw)
     if isinstance(chosen, int):
