@@ -294,6 +294,38 @@ def report(
         print(f"wrote {out}/report.md, {out}/report.html, CSV/Parquet tables and PNG/SVG plots")
 
 
+@app.command()
+def plan(
+    results: Annotated[
+        list[Path] | None, typer.Argument(help="Results directories (default: results).")
+    ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(help="final_val_loss, best_val_loss, steps_to_target, steps_per_s, ..."),
+    ] = "final_val_loss",
+    effect: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="Effect to resolve, in the metric's units: a loss difference (0.01) or a ratio "
+            "(1.05 for speeds and steps; repeatable). Default: 0.5, 1, 2 sds of the differences."
+        ),
+    ] = None,
+    arms: Annotated[
+        int | None,
+        typer.Option(help="Candidate arms compared with the baseline (Holm). Default: as run."),
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Optimizer of the baseline arm (default: adamw).")
+    ] = None,
+) -> None:
+    """How many seeds a comparison needs to resolve an effect (80% power, Holm over the arms),
+    from the seed-to-seed spread of the paired runs already in RESULTS."""
+    from lionbench.report import seeds_plan
+    from lionbench.report.terminal import print_plan
+
+    print_plan(seeds_plan(results or [Path("results")], metric, list(effect or []), arms, baseline))
+
+
 @bench_app.command("optim")
 def bench_optim(
     params: Annotated[

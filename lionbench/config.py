@@ -149,6 +149,17 @@ def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return flags, overrides
 
 
+def seeds_first(args: Sequence[str]) -> list[str]:
+    """The arguments with the `seed=` override before every other override: Hydra's basic
+    sweeper runs the cartesian product with the first override varying slowest, so a multirun
+    `optim=lion,adamw seed=0,1,2` runs seed by seed, every optimizer within each seed, never
+    one optimizer's block after the other's (machine drift over the multirun would line up with
+    the optimizer and pass for its speed). The set of runs is the same; Hydra's flags go first."""
+    flags, overrides = split_args(args)
+    seeds = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == "seed"]
+    return [*flags, *seeds, *(o for o in overrides if o not in seeds)]
+
+
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override lists of every job Hydra's basic sweeper would launch (the cartesian
     product of the sweep values; one list without --multirun), through Hydra's public

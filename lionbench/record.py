@@ -203,6 +203,11 @@ class RunSummary:
     train_time_s: float | None = None
     compile_s: float | None = None  # warm-step time beyond the steady rate (not in train_time_s)
     timed_steps: int | None = None
+    # what the timed window shared its machine with (loop/exposure.py): other processes' CPU
+    # cores, load average, other GPU processes, SM clock; contended runs leave speed verdicts
+    timing_exposure: dict[str, Any] | None = None
+    timing_contended: bool | None = None
+    timing_note: str | None = None  # why it was contended
     peak_mem_bytes: int | None = None
     peak_mem_kind: str | None = None
     optimizer_state_bytes: int | None = None

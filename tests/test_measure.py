@@ -36,7 +36,7 @@ def test_clock_charges_warm_steps_at_the_first_timed_rate():
     clock._step0 = 5
     clock.add(5, 5.0)  # a slower later segment changes nothing already charged
     assert clock.charged_s() == pytest.approx(6.0 + 1.5) == clock.total_s()
-    assert clock.steps_per_s(10) == pytest.approx(7 / 6.0)
+    assert clock.steps_per_s() == pytest.approx(7 / 6.0)
 
     # a resume warms up again; its warm steps wait for this process's own first timed segment
     resumed = Clock(torch.device("cpu"), warmup_steps=3)

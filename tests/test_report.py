@@ -226,8 +226,12 @@ def test_the_baseline_is_the_recipe_arm_even_when_another_adamw_lr_does_better(t
     assert setting.baseline == ADAMW
     table = setting.optimizers.set_index("arm")
     assert table.loc["adamw lr=0.01 wd=0.1", "steps_per_s_vs_baseline"] == pytest.approx(2.0)
-    # default targets come from the baseline's curve: its final loss is the tightest
-    assert setting.targets["target"].min() == pytest.approx(4.0)
+    # default targets: the median run's curve over both arms at 25/50/75% of the evals; the
+    # tightest (3.5) tells the arms apart: the better arm reaches it, the baseline never does
+    assert sorted(setting.targets["target"].unique()) == pytest.approx([3.5, 4.5, 5.5])
+    tight = setting.targets[setting.targets["target"] == 3.5].set_index("arm")
+    assert tight.loc[ADAMW, "reached"] == "0/2"
+    assert tight.loc["adamw lr=0.01 wd=0.1", "reached"] == "2/2"
 
 
 def test_without_the_recipe_arm_there_is_no_baseline_and_no_ratio_columns(tmp_path):

@@ -219,13 +219,41 @@ def test_scale_full_on_a_cpu_is_warned_before_training():
     import torch
 
     from lionbench import config
-    from lionbench.run.runner import full_scale_on_cpu
+    from lionbench.run.runner import setup_warnings
 
     cfg = config.compose(["scale=full", "recipe=vit"])
-    line = full_scale_on_cpu(cfg, torch.device("cpu"))
-    assert line is not None and line.startswith("scale=full on a CPU: the published vit size")
-    assert full_scale_on_cpu(cfg, torch.device("cuda")) is None
-    assert full_scale_on_cpu(config.compose(["scale=small"]), torch.device("cpu")) is None
+    (line,) = setup_warnings(cfg, torch.device("cpu"))
+    assert line.startswith("scale=full on a CPU: the published vit size")
+    assert setup_warnings(cfg, torch.device("cuda")) == []
+    assert setup_warnings(config.compose(["scale=small"]), torch.device("cpu")) == []
+
+
+def test_a_run_shorter_than_its_timing_warmup_records_no_speed(tmp_path, capsys):
+    """Zero timed steps: one warning before training and no speed figure at all (a rate from
+    warm steps would be compilation's, not the optimizer's)."""
+    assert run_inprocess(tmp_path, "optim=adamw", "train.steps=3", "timing.warmup_steps=3") == 0
+    (d,) = run_dirs(tmp_path)
+    s = summary(d)
+    assert s["timed_steps"] == 0 and s["steps_per_s"] is None and s["examples_per_s"] is None
+    assert s["timing_contended"] is None and s["train_time_s"] > 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "timing.warmup_steps" in ln]
+    assert err == [
+        "warning: timing.warmup_steps=3 is not below train.steps=3: no step is timed, so this "
+        "run records no speed (steps/s, time to target); lower timing.warmup_steps"
+    ]
+
+
+def test_a_run_records_what_its_timing_shared_the_machine_with(tmp_path):
+    """Other processes' CPU time during the timed window, the cores it needed, the load: what
+    the report judges a speed by (loop/exposure.py)."""
+    assert run_inprocess(tmp_path, "optim=adamw", "train.steps=20") == 0
+    (d,) = run_dirs(tmp_path)
+    s = summary(d)
+    e = s["timing_exposure"]
+    assert e["others_cpu_cores"] >= 0 and e["cpu_count"] >= 1 and e["window_s"] > 0
+    assert 1 <= e["needed_cores"] <= e["cpu_count"]
+    assert isinstance(s["timing_contended"], bool)
+    assert (s["timing_note"] is None) == (not s["timing_contended"])
 
 
 def test_result_files_follow_the_users_umask(tmp_path):
@@ -308,3 +336,25 @@ def test_setup_py_writes_the_revision_where_the_installed_package_reads_it(tmp_p
     (tmp_path / "lionbench").mkdir()
     cmd.run()
     assert recorded_revision(tmp_path / "lionbench") == expected
+
+
+def test_a_multirun_runs_seed_by_seed_every_optimizer_within_each_seed(tmp_path, monkeypatch):
+    """`optim=lion,adamw seed=0,1`: Hydra's basic sweeper varies the first override slowest,
+    so lionbench puts the seed first; one optimizer's block after the other's would let the
+    machine's drift pass for a speed difference."""
+    from lionbench.config import seeds_first
+    from lionbench.run import runner
+
+    order = []
+    real = runner.run
+
+    def record(cfg):
+        order.append((cfg.seed, cfg.optim.name))
+        return real(cfg)
+
+    monkeypatch.setattr(runner, "run", record)
+    assert run_inprocess(tmp_path, "-m", "optim=lion,adamw", "seed=0,1", "train.steps=4") == 0
+    assert order == [(0, "lion"), (0, "adamw"), (1, "lion"), (1, "adamw")]
+    assert seeds_first(["-m", "optim=a,b", "--config-dir", "c", "seed=0,1"]) == [
+        "-m", "--config-dir", "c", "seed=0,1", "optim=a,b"
+    ]  # fmt: skip

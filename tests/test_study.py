@@ -21,12 +21,13 @@ from lionbench import report as report_mod
 from lionbench.commands import study
 from lionbench.commands.sweep import Request
 from lionbench.report import claims as claims_mod
+from lionbench.report import conditions
 from lionbench.report import studies as studies_mod
 from lionbench.run import launch
 from lionbench.run.rundir import RunDir
 
 SELECT, CONFIRM = [0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]
-GRID = {"ratios": [1.5, 3.0, 6.0], "adamw_lrs": [0.5, 1.0, 2.0]}
+GRID = {"ratios": [1.5, 3.0, 6.0, 12.0], "adamw_lrs": [0.5, 1.0, 2.0]}
 BASE_LR = 3e-3  # gpt2 smoke's recipe.adamw.lr
 
 
@@ -38,12 +39,15 @@ def noise(*key: object) -> float:
 
 
 def planted_loss(cfg: dict, effects: bool) -> float:
-    """Optimum AdamW lr 3e-3, Lion lr 1e-3 (r = 3); a shared per-seed term pairs the runs.
+    """Optimum AdamW lr 3e-3, Lion lr 1e-3 (r = 3); at batch 2 the optima move, AdamW's to
+    1.5e-3 and Lion's to 2e-3 (what retuning must find); a shared per-seed term pairs the runs.
     With `effects`: Lion is 0.05 ahead at the recipe batch and not at batch 2, rsqrt costs Lion
     0.1 and AdamW 0.02, and at 2x its best lr Lion's default betas cost 0.3."""
     o, seed = cfg["optim"], cfg["seed"]
     lion = o["name"] == "lion"
     best = 1e-3 if lion else BASE_LR
+    if cfg["train"]["batch_size"] < 8:
+        best *= 2.0 if lion else 0.5
     loss = 3.0 + 0.2 * math.log(o["lr"] / best) ** 2 + 0.05 * noise(seed)
     loss += 0.005 * noise(
         seed, o["name"], o["lr"], cfg["train"]["batch_size"], cfg["sched"]["name"]
@@ -55,7 +59,7 @@ def planted_loss(cfg: dict, effects: bool) -> float:
         loss -= 0.05
     if cfg["sched"]["name"] == "rsqrt":
         loss += 0.1 if lion else 0.02
-    if lion and o["lr"] > 1.5e-3 and list(o["betas"]) == [0.9, 0.99]:
+    if lion and o["lr"] > 1.5 * best and list(o["betas"]) == [0.9, 0.99]:
         loss += 0.3
     return loss
 
@@ -122,6 +126,21 @@ def test_study_manifest_names_every_condition(studied):
     assert m["seeds"] == CONFIRM and m["best"] == {"adamw": 1.0, "lion": 3.0}
     assert m["reference"] == {"batch_size": 8, "sched": "cosine", "lion_betas": [0.9, 0.99]}
     assert m["claims"]["batch"]["change"] == "train.batch_size=2"
+    # each optimizer retuned at each condition, on the same budget: the grid around its best
+    batch, sched = m["claims"]["batch"]["tuned"], m["claims"]["schedule"]["tuned"]
+    assert batch["adamw"]["initial_grid"] == [0.5, 1.0, 2.0] and batch["lion"]["initial_grid"] == [
+        1.5, 3.0, 6.0
+    ]  # fmt: skip
+    assert batch["adamw"]["best"]["lr"] == pytest.approx(1.5e-3)  # the optima moved at batch 2
+    assert batch["lion"]["best"]["lr"] == pytest.approx(2e-3)
+    assert sched["adamw"]["best"]["lr"] == pytest.approx(BASE_LR)  # and stayed under rsqrt
+    assert {batch[o]["optimum"] for o in batch} == {"interior"}
+    variant_lrs = {
+        yaml.safe_load((results / d / "config.yaml").read_text())["optim"]["lr"]
+        for dirs in m["claims"]["batch"]["variant"].values()
+        for d in dirs
+    }
+    assert sorted(variant_lrs) == pytest.approx([1.5e-3, 2e-3])
     for claim, optims in (("batch", 2), ("schedule", 2), ("betas", 1)):
         for part in ("reference", "variant"):
             got = m["claims"][claim][part]
@@ -144,10 +163,23 @@ def test_the_headline_uses_only_the_confirmation_seeds(studied):
     planted, _, found = studied
     c = found.comparisons.set_index("metric").loc["final_val_loss"]
     assert c["n"] == len(CONFIRM) and c["unpaired"] == ""
-    assert "on 6 fresh seeds (6,7,8,9,10,11)" in found.headline
+    assert "on fresh seeds (6,7,8,9,10,11)" in found.headline and "n=6 pairs" in found.headline
     assert "lion r=3" in found.headline and "adamw lr=0.003" in found.headline
     # Lion is 0.05 ahead with the effects, level without
     assert c["verdict"] == ("better" if planted else "no significant difference")
+
+
+def test_each_condition_is_compared_with_the_adamw_retuned_there(studied):
+    """The small-batch setting's baseline is the AdamW the study retuned at that batch, not
+    the recipe's lr (which did not run there), and the batch claim says what it rests on."""
+    _, results, found = studied
+    settings = report_mod.report([results], None, [], [], quiet=True)
+    small = next(s for s in settings if "batch=2" in s.label)
+    assert small.baseline == "adamw lr=0.0015 wd=0.1"
+    main = next(s for s in settings if "batch=8" in s.label)
+    assert main.baseline == "adamw lr=0.003 wd=0.1"  # the tuned best is the recipe's lr here
+    basis = found.claims.set_index("claim").loc[claims_mod.BATCH, "rests_on"]
+    assert "adamw retuned to lr 0.0015" in basis and "lion retuned to lr 0.002" in basis
 
 
 def test_the_report_opens_with_the_confirmed_verdict_and_the_claims(studied, tmp_path):
@@ -210,7 +242,7 @@ def test_claims_hold_in_at_most_5_percent_of_null_draws():
         "claims": {"batch": {"change": "train.batch_size=2"}},
         "aggressive_lr_factor": 2.0,
     }
-    judges = (claims_mod.batch_claim, claims_mod.schedule_claim, claims_mod.betas_claim)
+    judges = (conditions.batch_claim, conditions.schedule_claim, conditions.betas_claim)
     decided = {j.__name__: 0 for j in judges}
     draws = 400
     for _ in range(draws):

@@ -1,14 +1,17 @@
 """`lionbench study claims`: exactly the runs the paper's six claims need, on one recipe.
 
 The study is a `lionbench sweep` (selection, extensions, confirmation: docs/design.md, "Sweep
-manifest") followed by three claim rounds, each on the confirmation seeds (fresh seeds that
-played no part in choosing the settings; the selection seeds when there are none), and each
-varying one thing about the two chosen settings, Lion's best ratio and AdamW's best lr:
+manifest") followed by three claim rounds, each judged on the confirmation seeds (fresh seeds
+that played no part in choosing the settings; the selection seeds when there are none):
 
-- batch: both at a smaller batch (`--small-batch`, default a quarter of the recipe's). "Gains
+- batch: both optimizers at a smaller batch (`--small-batch`, default a quarter of the
+  recipe's), each *retuned* there: the best lr moves with the batch, differently for a sign
+  update and for Adam, so the claim compares tuned with tuned. Every optimizer gets the same
+  small budget: its best setting at the recipe's batch and a factor 2 either side on the
+  selection seeds, one extension at an edge, then its best on the confirmation seeds. "Gains
   grow with batch size": Lion's paired advantage over AdamW is larger at the recipe's batch;
-- schedule: both under `sched=rsqrt` instead of the recipe's cosine. "Cosine helps Lion more
-  than rsqrt": Lion's paired loss gain from cosine exceeds AdamW's;
+- schedule: both under `sched=rsqrt` instead of the recipe's cosine, retuned the same way.
+  "Cosine helps Lion more than rsqrt": Lion's paired loss gain from cosine exceeds AdamW's;
 - betas: Lion at an aggressive lr (`--aggressive`, default 2x its best lr) with its default
   betas and with (0.95, 0.98). "(0.95, 0.98) is more stable": lower final val loss, a diverged
   seed counting as +inf.
@@ -20,7 +23,7 @@ The state, speed, ratio and steps claims come from the sweep's own runs. The man
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +42,15 @@ RESERVED = ("sched", "train.batch_size", "optim.betas")
 
 @dataclass
 class Condition:
-    """One claim's new runs: the variant (what `change` says), and for the betas claim its own
-    reference; the other claims' reference is the chosen settings' confirmation runs."""
+    """One claim's runs: the reference (the chosen settings' confirmation runs, or for the
+    betas claim its own) and the variant (what `change` says); `tuned`, for a retuned
+    condition, each optimizer's manifest entry of its tuning there."""
 
     claim: str
     change: str
-    variant: list[tuning.Job]
-    reference: list[tuning.Job] = field(default_factory=list)
-
-    @property
-    def jobs(self) -> list[tuning.Job]:
-        return self.reference + self.variant
+    reference: list[tuning.Run] = field(default_factory=list)
+    variant: list[tuning.Run] = field(default_factory=list)
+    tuned: dict[str, Any] = field(default_factory=dict)
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -82,37 +83,92 @@ def check_small_batch(small: int | None, batch: int) -> int:
     return small
 
 
-def conditions(
+def chosen_runs(sw: tuning.Sweep, chosen: dict[str, grid.Choice]) -> list[tuning.Run]:
+    """Each optimizer's chosen setting's confirmation runs (its selection runs without them)."""
+    return [
+        r
+        for o, c in chosen.items()
+        for r in (
+            [r for r in sw.runs if r.optim == o and r.stage == "confirmation"]
+            or tuning.selection_runs(sw, o, c.best if c.best is not None else float("nan"))
+        )
+    ]
+
+
+def retune(
+    sw: tuning.Sweep, chosen: dict[str, grid.Choice], claim: str, override: str, label: str
+) -> Condition | int:
+    """Every optimizer tuned again under `override` with the same small budget: its chosen
+    setting and a factor 2 either side on the selection seeds, one extension at an edge, then
+    its best on the confirmation seeds. The condition's variant is those confirmation runs."""
+    around = {o: [c.best / grid.STEP, c.best, c.best * grid.STEP] for o, c in chosen.items()
+              if c.best is not None}  # fmt: skip
+    sub = replace(sw, overrides=[*sw.overrides, override], initial=around, grids={}, runs=[],
+                  max_extend=1)  # fmt: skip
+    print(f"sweep {sw.name}: claim {claim}: retuning every optimizer at {override}", flush=True)
+    got = tuning.tune(sub)
+    if isinstance(got, int):
+        return got
+    cond = Condition(claim, override, chosen_runs(sw, chosen))
+    cond.tuned = {o: manifest.grid_entry(sub, o, c) for o, c in got.items()}
+    cond.variant = [r for r in sub.runs if r.stage == "confirmation"]
+    for o, c in got.items():
+        print(f"{label}: {screen.optimum_line(sub, o, c)}", flush=True)
+    for r in sub.runs:  # on the final screen, among the sweep's own rounds
+        r.label = f"{label}, {grid.label(OPTIMIZERS[r.optim], r.value)}"
+        r.stage = f"claim {claim}: {r.stage}"
+    sw.runs += sub.runs
+    return cond
+
+
+def betas_round(
+    sw: tuning.Sweep, chosen: dict[str, grid.Choice], aggressive: float, betas: list[float]
+) -> Condition | int:
+    """Lion at `aggressive` times its best lr with its default betas and with (0.95, 0.98)."""
+    seeds = sw.confirm_seeds or sw.seeds
+    spec = OPTIMIZERS[CANDIDATE]
+    hot = {CANDIDATE: [grid.lr_times(spec, chosen[CANDIDATE].best, aggressive)]}  # type: ignore[arg-type]
+    stable, default = (",".join(map(str, b)) for b in (STABLE_BETAS, betas))
+    at = f"lr x{grid.exact(aggressive)}"
+    variant = tuning.jobs(sw, hot, seeds, (f"optim.betas=[{stable}]",), f"{at} betas {stable}")
+    reference = tuning.jobs(sw, hot, seeds, (f"optim.betas=[{default}]",), f"{at} betas {default}")
+    first = len(sw.runs)
+    if code := tuning.launch(sw, "claim betas", reference + variant):
+        return code
+    mine = sw.runs[first:]
+    cond = Condition("betas", f"optim.betas=[{stable}] (both at Lion {at})")
+    cond.variant = [r for r in mine if r.label == variant[0].label]
+    cond.reference = [r for r in mine if r.label != variant[0].label]
+    return cond
+
+
+def claim_rounds(
     sw: tuning.Sweep,
     chosen: dict[str, grid.Choice],
     small_batch: int,
     aggressive: float,
     sched: str,
     betas: list[float],
-) -> list[Condition]:
-    """The claim rounds' runs at the chosen settings (none without both optima). The schedule
-    claim's variant is rsqrt, or cosine when the reference already is rsqrt."""
-    best = {o: [c.best] for o, c in chosen.items() if c.best is not None}
-    if len(best) < len(chosen):
+) -> list[Condition] | int:
+    """The claim rounds (none without every optimizer's best setting), or a signal's exit code.
+    The schedule claim's variant is rsqrt, or cosine when the reference already is rsqrt."""
+    if any(c.best is None for c in chosen.values()):
         return []
-    seeds = sw.confirm_seeds or sw.seeds
-    hot = {CANDIDATE: [grid.lr_times(OPTIMIZERS[CANDIDATE], best[CANDIDATE][0], aggressive)]}
-    stable, default = (",".join(map(str, b)) for b in (STABLE_BETAS, betas))
-    at = f"lr x{grid.exact(aggressive)}"
     other = "cosine" if sched == "rsqrt" else "rsqrt"
-    batch = f"train.batch_size={small_batch}"
-    return [
-        Condition("batch", batch, tuning.jobs(sw, best, seeds, (batch,), f"batch {small_batch}")),
-        Condition(
-            "schedule", f"sched={other}", tuning.jobs(sw, best, seeds, (f"sched={other}",), other)
+    rounds = (
+        lambda: retune(
+            sw, chosen, "batch", f"train.batch_size={small_batch}", f"batch {small_batch}"
         ),
-        Condition(
-            "betas",
-            f"optim.betas=[{stable}] (both at Lion {at})",
-            tuning.jobs(sw, hot, seeds, (f"optim.betas=[{stable}]",), f"{at} betas {stable}"),
-            tuning.jobs(sw, hot, seeds, (f"optim.betas=[{default}]",), f"{at} betas {default}"),
-        ),
-    ]
+        lambda: retune(sw, chosen, "schedule", f"sched={other}", other),
+        lambda: betas_round(sw, chosen, aggressive, betas),
+    )
+    conds = []
+    for make in rounds:
+        cond = make()
+        if isinstance(cond, int):
+            return cond
+        conds.append(cond)
+    return conds
 
 
 def run_study(req: sweep.Request, small_batch: int | None = None, aggressive: float = 2.0) -> int:
@@ -132,10 +188,9 @@ def run_study(req: sweep.Request, small_batch: int | None = None, aggressive: fl
     chosen = tuning.tune(sw)
     if isinstance(chosen, int):
         return chosen
-    conds = conditions(sw, chosen, small_batch, aggressive, sched, betas)
-    for cond in conds:
-        if code := tuning.launch(sw, f"claim {cond.claim}", cond.jobs):
-            return code
+    conds = claim_rounds(sw, chosen, small_batch, aggressive, sched, betas)
+    if isinstance(conds, int):
+        return conds
     sweep_manifest = manifest.write_manifest(sw, chosen)
     path = write_study(sw, chosen, conds, sweep_manifest, batch, sched, betas, aggressive)
     lines = (
@@ -161,24 +216,15 @@ def write_study(
     def dirs(runs: list[tuning.Run]) -> dict[str, list[str]]:
         return {o: [manifest.rel(sw, r.path) for r in runs if r.optim == o] for o in sw.optims}
 
-    chosen_runs = [
-        r
-        for o, c in chosen.items()
-        for r in (
-            [r for r in sw.runs if r.optim == o and r.stage == "confirmation"]
-            or tuning.selection_runs(sw, o, c.best if c.best is not None else float("nan"))
-        )
-    ]
-    claims: dict[str, Any] = {}
-    for cond in conds:
-        mine = [r for r in sw.runs if r.stage == f"claim {cond.claim}"]
-        variant = {j.label for j in cond.variant}
-        claims[cond.claim] = {
+    claims: dict[str, Any] = {
+        cond.claim: {
             "change": cond.change,
-            "reference": dirs([r for r in mine if r.label not in variant] if cond.reference
-                              else chosen_runs),
-            "variant": dirs([r for r in mine if r.label in variant]),
-        }  # fmt: skip
+            "reference": dirs(cond.reference),
+            "variant": dirs(cond.variant),
+            **({"tuned": cond.tuned} if cond.tuned else {}),
+        }
+        for cond in conds
+    }
     study = {
         "schema_version": STUDY_SCHEMA,
         "name": sw.name,

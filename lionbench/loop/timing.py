@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from lionbench.loop.exposure import Exposure
+
 # Dense bf16 peak FLOP/s for MFU (vendor datasheets; docs/references.md). Matched against the
 # device name longest key first, so that "H100 PCIe" and "L40S" are not read as "H100" or "L4".
 PEAK_BF16_FLOPS = {
@@ -48,9 +50,12 @@ class Clock:
     edge), and what they took beyond that is `compile_s`. `window_s` and `window_steps` count
     the timed steps (what steps/s uses); `train_s` is the measured time of every step."""
 
-    def __init__(self, device: torch.device, warmup_steps: int) -> None:
+    def __init__(
+        self, device: torch.device, warmup_steps: int, exposure: Exposure | None = None
+    ) -> None:
         self.device = device
         self.warmup_steps = warmup_steps
+        self.exposure = exposure  # what the timed segments shared the machine with
         self.train_s = self.window_s = 0.0
         self.window_steps = 0
         self.warm_charged_s = 0.0  # warm steps of earlier warmups, at their process's rate
@@ -61,12 +66,16 @@ class Clock:
         self._step0 = 0
 
     def resume(self, step: int) -> None:
+        if self.exposure is not None:  # read before the clock starts: never timed
+            self.exposure.start(timed=step >= self.warmup_steps)
         synchronize(self.device)
         self._t0, self._step0 = time.perf_counter(), step
 
     def pause(self, step: int) -> None:
         synchronize(self.device)
         self.add(step - self._step0, time.perf_counter() - self._t0)
+        if self.exposure is not None:  # read after the clock stopped
+            self.exposure.stop(timed=self._step0 >= self.warmup_steps)
 
     def add(self, steps: int, elapsed: float) -> None:
         """Book one segment of `steps` steps that took `elapsed` seconds, started at the step
@@ -97,12 +106,10 @@ class Clock:
         pending = self.warm_pending / rate if rate else self.warm_pending_s
         return self.window_s + self.warm_charged_s + (pending if self.warm_pending else 0.0)
 
-    def steps_per_s(self, steps: int) -> float | None:
-        """Over the timed window; over all training time when the run was shorter than the
-        warmup (better than nothing, and the summary's `timed_steps` says so)."""
-        if self.window_s:
-            return self.window_steps / self.window_s
-        return steps / self.train_s if self.train_s else None
+    def steps_per_s(self) -> float | None:
+        """Over the timed window; None when no step was timed (a run shorter than its timing
+        warmup measured compilation and warmup, not its speed)."""
+        return self.window_steps / self.window_s if self.window_s else None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +120,7 @@ class Clock:
             "warm_pending": self.warm_pending,
             "warm_pending_s": self.warm_pending_s,
             "compile_s": self.compile_s,
+            "exposure": self.exposure.state_dict() if self.exposure is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any], step: int) -> None:
@@ -125,6 +133,8 @@ class Clock:
         self.warm_pending = state.get("warm_pending", 0)
         self.warm_pending_s = state.get("warm_pending_s", 0.0)
         self.compile_s = state.get("compile_s", 0.0)
+        if self.exposure is not None and state.get("exposure") is not None:
+            self.exposure.load_state_dict(state["exposure"])
         self.warmup_steps = step + self.warmup_steps
 
 

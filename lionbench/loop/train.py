@@ -27,6 +27,7 @@ from lionbench.loop import ddp
 from lionbench.loop import device as devices
 from lionbench.loop.ema import EMA
 from lionbench.loop.evaluation import Target, evaluate
+from lionbench.loop.exposure import Exposure
 from lionbench.loop.state import LoopState, rng_state, set_rng_state
 from lionbench.loop.timing import Clock, OptStepTimer, PeakMemory, peak_flops
 from lionbench.optim import build_optimizer, state_bytes
@@ -174,7 +175,7 @@ def train(
     plan = Plan.of(cfg)
     parts = build(cfg, recipe, device, plan)
     state = LoopState(
-        clock=Clock(device, int(cfg.timing.warmup_steps)),
+        clock=Clock(device, int(cfg.timing.warmup_steps), Exposure(device)),
         opt_timer=OptStepTimer(device),
         target=Target(
             str(cfg.train.target_metric),
@@ -389,7 +390,7 @@ def results(
     last_eval = state.history[-1][1]
     finite = [(ev["loss"], s) for s, ev in state.history if math.isfinite(ev["loss"])]
     best_val, best_step = min(finite) if finite else (None, None)
-    steps_per_s = state.clock.steps_per_s(state.step)
+    steps_per_s = state.clock.steps_per_s()
     examples_per_s = steps_per_s * plan.batch_size if steps_per_s else None
     flops = parts.recipe.flops_per_example(parts.model)
     peak = peak_flops(device)
@@ -424,6 +425,7 @@ def results(
         "train_time_s": clock.total_s(),
         "compile_s": clock.compile_s if clock.window_steps else None,
         "timed_steps": clock.window_steps,
+        **(clock.exposure.record() if clock.exposure is not None else {}),
         "peak_mem_bytes": parts.peak_memory.read(),
         "peak_mem_kind": parts.peak_memory.kind,
         "optimizer_state_bytes": state_bytes(parts.optimizer),

@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from lionbench.errors import UserError, check_output_dir
-from lionbench.report.analyse import Setting, analyse, default_targets
+from lionbench.report.analyse import Setting, analyse
 from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
 from lionbench.report.headline import headline, overview
 from lionbench.report.load import load_runs
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
-from lionbench.report.studies import Study, read_studies
+from lionbench.report.studies import Study, read_studies, tuned_baselines
+from lionbench.report.targets import default_targets
 from lionbench.run.rundir import find_run_dirs
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "read_studies",
     "render",
     "report",
+    "seeds_plan",
+    "settings_of",
 ]
 
 
@@ -76,6 +79,34 @@ def check_baseline(baseline: str, runs: pd.DataFrame) -> None:
         )
 
 
+def settings_of(
+    roots: list[Path], targets: list[float], by: list[str], baseline: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Setting]]:
+    """(runs, curves, settings) of the run directories under `roots`: each setting's arms
+    compared with optimizer `baseline`'s arm, the tuned one where a sweep or study chose it."""
+    runs, curves = load_runs(roots, by)
+    if baseline is not None:
+        check_baseline(baseline, runs)
+    name = baseline or DEFAULT_BASELINE
+    settings = analyse(runs, curves, targets, name, tuned_baselines(roots, runs, name))
+    return runs, curves, settings
+
+
+def seeds_plan(
+    roots: list[Path], metric: str, effects: list[float], arms: int | None, baseline: str | None
+) -> pd.DataFrame:
+    """`lionbench plan`: the seeds a comparison needs, per setting (report/plan.py)."""
+    from lionbench.report.plan import check_metric, plan
+
+    check_options(roots, None, [])
+    check_metric(metric)
+    if arms is not None and arms < 1:
+        raise UserError(
+            f"--arms must be >= 1, got {arms} (the candidates compared with the baseline)"
+        )
+    return plan(settings_of(roots, [], [], baseline)[2], metric, effects, arms)
+
+
 def report(
     roots: list[Path],
     out: Path | None,
@@ -87,10 +118,7 @@ def report(
     """Read the run directories under `roots`, compare every arm with optimizer `baseline`'s
     recipe arm (default: AdamW's) and write the report to `out` (None: console only)."""
     check_options(roots, out, targets)
-    runs, curves = load_runs(roots, by)
-    if baseline is not None:
-        check_baseline(baseline, runs)
-    settings = analyse(runs, curves, targets, baseline or DEFAULT_BASELINE)
+    runs, curves, settings = settings_of(roots, targets, by, baseline)
     confirmed = read_studies(roots, runs, curves)
     problems = problem_table(runs)
     if out is not None:
@@ -100,7 +128,7 @@ def report(
         make_all_plots(settings, out)
         render(settings, problems, runs, out, confirmed)
     if not quiet:
-        from lionbench.report.render import print_console
+        from lionbench.report.terminal import print_console
 
-        print_console(settings, problems, confirmed)
+        print_console(settings, problems, confirmed, runs.attrs.get("warnings", []))
     return settings

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lionbench.optim.registry import BASELINE
 from lionbench.record import Status
 from lionbench.report.arms import DEFAULT_BASELINE, choose_baseline
 from lionbench.report.claims import lion_claims
-from lionbench.report.verdicts import compare_arms, first_hits, run_values
+from lionbench.report.targets import default_targets, target_table
+from lionbench.report.verdicts import compare_arms, run_values
 
-TARGET_FRACTIONS = (0.5, 0.75, 1.0)  # default targets: the baseline's val loss at these points
 RATIO_COLUMNS = ("steps_per_s", "examples_per_s", "opt_step_ms", "optimizer_state_mb",
                  "peak_mem_mb")  # fmt: skip
 FINISHED = tuple(s.value for s in Status if s.finished)
@@ -48,7 +49,8 @@ class Setting:
     plots: dict[str, Path] = field(default_factory=dict)
     baseline: str | None = None
     baseline_optim: str = DEFAULT_BASELINE
-    claims_baseline: str | None = None  # the recipe's AdamW arm, what the Lion claims are about
+    tuned_baseline: str | None = None  # the baseline arm a sweep or study tuned, if any
+    claims_baseline: str | None = None  # the AdamW arm the Lion claims are about
 
 
 def analyse(
@@ -56,13 +58,16 @@ def analyse(
     curves: pd.DataFrame,
     targets: list[float],
     baseline: str = DEFAULT_BASELINE,
+    tuned: dict[str, str] | None = None,
 ) -> list[Setting]:
-    """One `Setting` per setting key, its arms compared with optimizer `baseline`'s arm, named
-    by what tells the settings apart and in that (stable) order."""
+    """One `Setting` per setting key, its arms compared with optimizer `baseline`'s arm (the
+    one a sweep or study tuned, where `tuned` names it by setting key; else the recipe's),
+    named by what tells the settings apart and in that (stable) order."""
     settings = []
     finished = runs[runs["status"].isin(COUNTED)]
     for key, group in runs[runs["setting"].notna()].groupby("setting", sort=True):
         s = Setting(str(key), str(key), group, baseline_optim=baseline)
+        s.tuned_baseline = (tuned or {}).get(str(key))
         analyse_setting(s, finished[finished["setting"] == key], curves, targets)
         settings.append(s)
     for s, label in zip(settings, setting_labels(settings), strict=True):
@@ -76,8 +81,10 @@ def analyse_setting(
     """Fill one setting's tables: arms, targets, sweep, paired comparisons and claims."""
     completed = finished[finished["status"] == Status.COMPLETED.value]
     table = optimizer_table(s.runs, completed)
-    s.baseline, warning = choose_baseline(table, s.baseline_optim)
-    if s.baseline is not None and table.loc[table["arm"] == s.baseline, "n"].iloc[0] == 0:
+    s.baseline, warning = choose_baseline(table, s.baseline_optim, s.tuned_baseline)
+    if s.baseline is not None and not (
+        table.loc[table["arm"] == s.baseline, ["n", "diverged"]].iloc[0].sum()
+    ):  # a baseline whose seeds all diverged is still judged (+inf losses): one with no run is not
         warning = f"the {s.baseline_optim} baseline ({s.baseline}) has no completed run"
         s.baseline = None
     s.optimizers = with_ratios(table, s.baseline)
@@ -86,12 +93,38 @@ def analyse_setting(
     s.sweep = sweep_table(finished)
     values = run_values(finished, curves, tlist)
     if s.baseline is not None:
-        others = [a for a in table["arm"] if a != s.baseline]
-        s.comparisons = compare_arms(values, s.baseline, others)
-    adamw = s.baseline if s.baseline_optim == "adamw" else choose_baseline(table, "adamw")[0]
+        s.comparisons = compare_arms(values, s.baseline, candidates(table, s.baseline))
+    adamw = s.baseline if s.baseline_optim == BASELINE else choose_baseline(table, BASELINE)[0]
     s.claims_baseline = adamw
     s.claims = lion_claims(s.optimizers, values, s.sweep, adamw)
-    s.warnings = pairing_warnings(completed) + ([warning] if warning else [])
+    s.warnings = [
+        *pairing_warnings(finished),
+        *([warning] if warning else []),
+        *timing_warnings(finished),
+    ]
+
+
+def candidates(table: pd.DataFrame, baseline: str) -> list[str]:
+    """Every arm but the baseline: other optimizers first (the comparisons people ran the
+    setting for), then the baseline optimizer's other settings (its untuned recipe lr...)."""
+    base_optim = table.loc[table["arm"] == baseline, "optim"].iloc[0]
+    others = table[table["arm"] != baseline]
+    return [*others.loc[others["optim"] != base_optim, "arm"],
+            *others.loc[others["optim"] == base_optim, "arm"]]  # fmt: skip
+
+
+def timing_warnings(finished: pd.DataFrame) -> list[str]:
+    """The runs whose timing was contended, left out of every speed verdict, with why."""
+    if "contended" not in finished:
+        return []
+    bad = finished[finished["contended"].fillna(False).astype(bool)]
+    if bad.empty:
+        return []
+    named = "; ".join(
+        f"{r['arm']} seed {r['seed']} ({r['contention']})" for _, r in bad.head(5).iterrows()
+    )
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return [f"{len(bad)} contended run(s) left out of the speed verdicts: {named}{more}"]
 
 
 def setting_labels(settings: list[Setting]) -> list[str]:
@@ -187,61 +220,6 @@ def with_ratios(table: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     return table
 
 
-def default_targets(
-    completed: pd.DataFrame, curves: pd.DataFrame, baseline: str | None
-) -> list[float]:
-    """Losses every completed run of the setting reaches: the worst run's val loss at 50%, 75%
-    and 100% of training, over all arms alike. Targets taken from the baseline's seeds alone
-    would be reached by every baseline seed by construction and favour it (an A/A study found
-    7% false "worse" verdicts on time to target); a choice symmetric in the arms keeps the
-    paired tests exact (docs/design.md, "Verdicts"). None without a baseline (give --target)."""
-    if baseline is None:
-        return []
-    worst = curves[curves["run_dir"].isin(completed["run_dir"])].groupby("step")["loss"].max()
-    worst = worst[worst.index > 0].sort_index()
-    if worst.empty:
-        return []
-    picks = {worst.iloc[max(0, math.ceil(f * len(worst)) - 1)] for f in TARGET_FRACTIONS}
-    return [float(p) for p in sorted(picks, reverse=True)]
-
-
-def target_table(
-    finished: pd.DataFrame, curves: pd.DataFrame, targets: list[float], baseline: str | None
-) -> pd.DataFrame:
-    """Steps and time to each target per arm, averaged over the seeds that reached it; a
-    diverged seed counts as not reached (`reached` k/n counts it). `steps_vs_baseline` where
-    both arms reached it in every seed; the paired verdicts are in `Setting.comparisons`."""
-    rows = []
-    for target in targets:
-        hits = first_hits(curves, target)
-        for arm, runs in finished.groupby("arm", sort=False):
-            ok = runs[runs["status"] == Status.COMPLETED.value]
-            mine = hits.reindex(ok["run_dir"])
-            steps = pd.to_numeric(mine["step"], errors="coerce").dropna()
-            times = pd.to_numeric(mine["time_s"], errors="coerce").dropna()
-            rows.append(
-                {
-                    "target": target,
-                    "arm": arm,
-                    "optim": runs["optim"].iloc[0],
-                    "reached": f"{len(steps)}/{len(runs)}",
-                    "all_reached": len(steps) == len(runs),
-                    "steps_to_target": float(steps.mean()) if len(steps) else math.nan,
-                    "steps_to_target_std": (
-                        float(steps.std(ddof=1)) if len(steps) > 1 else math.nan
-                    ),
-                    "time_to_target_s": float(times.mean()) if len(times) else math.nan,
-                }
-            )
-    table = pd.DataFrame(rows)
-    if table.empty or baseline is None:
-        return table
-    base = table[(table["arm"] == baseline) & table["all_reached"]].set_index("target")
-    base_steps = table["target"].map(base["steps_to_target"])
-    table["steps_vs_baseline"] = (table["steps_to_target"] / base_steps).where(table["all_reached"])
-    return table
-
-
 def sweep_table(finished: pd.DataFrame) -> pd.DataFrame:
     """Ratio-linked arms (Lion's lr and wd derived from AdamW's through r) by family and ratio.
     `best` marks each family's lowest mean final val loss among arms without a diverged seed:
@@ -279,9 +257,10 @@ def sweep_table(finished: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def pairing_warnings(completed: pd.DataFrame) -> list[str]:
-    """Arms that ran different seeds are not paired: say so rather than compare silently."""
-    seed_sets = {arm: frozenset(r["seed"]) for arm, r in completed.groupby("arm")}
+def pairing_warnings(finished: pd.DataFrame) -> list[str]:
+    """Arms that ran different seeds are not paired: say so rather than compare silently. A
+    diverged seed is one the arm ran (it stays in its arm)."""
+    seed_sets = {arm: frozenset(r["seed"]) for arm, r in finished.groupby("arm")}
     if len(set(seed_sets.values())) > 1:
         detail = "; ".join(f"{a}: {sorted(s)}" for a, s in seed_sets.items())
         return [f"arms ran different seed sets ({detail}); means use each arm's own seeds"]

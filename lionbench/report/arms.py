@@ -173,13 +173,19 @@ def _disambiguate(
 # ----------------------------------------------------------------------------------- baseline
 
 
-def choose_baseline(arms: pd.DataFrame, name: str) -> tuple[str | None, str | None]:
+def choose_baseline(
+    arms: pd.DataFrame, name: str, tuned: str | None = None
+) -> tuple[str | None, str | None]:
     """(label of optimizer `name`'s baseline arm in a setting, or None; a warning, or None).
 
-    The baseline is the recipe's setting of that optimizer (`at_recipe_baseline`), never the
-    arm that happened to do best: picking the winner would bias every ratio against it. Without
-    a recipe block (a user optimizer) the optimizer's only arm is its baseline. Ties between
-    implementations go to the registry's default one; any other tie is reported, not guessed."""
+    The baseline is the setting a sweep or study tuned for that optimizer (`tuned`, chosen on
+    other seeds than the ones it is judged on), else the recipe's setting of it
+    (`at_recipe_baseline`), never the arm that happened to do best here: picking the winner
+    would bias every comparison against it. Without a recipe block (a user optimizer) the
+    optimizer's only arm is its baseline. Ties between implementations go to the registry's
+    default one; any other tie is reported, not guessed."""
+    if tuned is not None and (arms["arm"] == tuned).any():
+        return tuned, None
     mine = arms[arms["optim"] == name]
     if mine.empty:
         return None, f"no {name} baseline run in this setting"

@@ -1,24 +1,22 @@
 """The paper's claims about Lion (docs/references.md), judged with paired statistics.
 
-These are claims about Lion arms against the recipe's AdamW baseline arm, whatever baseline the
-rest of the report uses, and only where the setting has Lion runs. Every claim that compares
-Lion with AdamW uses the paired comparisons of verdicts.py with Holm's adjustment across the Lion
-arms (docs/design.md, "Verdicts"): a claim holds only where a Lion arm is significantly better
-and none significantly worse, so picking the best of several Lion arms cannot make it hold.
+These are claims about Lion arms against the setting's AdamW arm (the tuned one where a sweep
+chose it, else the recipe's), and only where the setting has Lion runs. Every claim that
+compares Lion with AdamW uses the paired comparisons of verdicts.py with Holm's adjustment
+across the Lion arms (docs/design.md, "Verdicts"): a claim holds only where a Lion arm is
+significantly better and none significantly worse, so picking the best of several Lion arms
+cannot make it hold. Every row says the evidence it rests on (`rests_on`): which arms, which
+seeds, how many pairs; a claim the runs cannot test says "not tested" and what to run.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import numpy as np
 import pandas as pd
 
-from lionbench.report.stats import verdict
-from lionbench.report.verdicts import Seeds, compare_arms, comparison_row, describe
+from lionbench.report.verdicts import compare_arms, describe, seed_order
 
-CLAIM_COLUMNS = ["claim", "verdict", "evidence"]
+CLAIM_COLUMNS = ["claim", "verdict", "evidence", "rests_on"]
+Claim = tuple[str, str, str, str]
 STATE = "Lion's optimizer state is at most half of AdamW's"
 SPEED = "steps/s higher than AdamW (paper: 2-15%)"
 RATIO = "Lion's best lr is 3-10x smaller than AdamW's"
@@ -27,35 +25,55 @@ BATCH = "Lion's gains grow with batch size"
 SCHEDULE = "cosine decay helps Lion more than rsqrt"
 BETAS = "betas (0.95, 0.98) train Lion more stably than (0.9, 0.99) at a high lr"
 STATE_TOLERANCE = 1.02  # step counters and other scalars the measured bytes may include
+RATIO_LOW, RATIO_HIGH = 3.0, 10.0  # the paper's range of AdamW lr / Lion lr
 
 
 def lion_claims(
-    optimizers: pd.DataFrame,
-    values: pd.DataFrame,
-    sweep: pd.DataFrame,
-    adamw: str | None,
+    optimizers: pd.DataFrame, values: pd.DataFrame, sweep: pd.DataFrame, adamw: str | None
 ) -> pd.DataFrame:
     """One row per claim; empty when the setting has no Lion arm. `values` are the per-run
-    values of `verdicts.run_values`; `adamw` the label of the recipe's AdamW arm (None: there
+    values of `verdicts.run_values`; `adamw` the label of the setting's AdamW arm (None: there
     is none, so nothing can be judged)."""
     if optimizers.empty or not (optimizers["optim"] == "lion").any():
         return pd.DataFrame(columns=CLAIM_COLUMNS)
     lion = optimizers[(optimizers["optim"] == "lion") & (optimizers["n"] > 0)]
     base = optimizers[(optimizers["arm"] == adamw) & (optimizers["n"] > 0)]
     if base.empty or lion.empty:
-        rows = [("Lion vs AdamW", "not enough data", "needs completed Lion and AdamW runs")]
+        rows = [("Lion vs AdamW", "not enough data", "needs completed Lion and AdamW runs", "-")]
         return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     arms = list(optimizers.loc[optimizers["optim"] == "lion", "arm"])
+    lion_sweep = sweep[sweep["optim"] == "lion"] if not sweep.empty else sweep
     rows = [
         state_claim(lion, base.iloc[0]),
         speed_claim(values, str(adamw), arms),
-        *ratio_claims(sweep[sweep["optim"] == "lion"] if not sweep.empty else sweep, values),
+        *ratio_claims(lion_sweep, values, float(base.iloc[0]["lr"])),
         steps_claim(values, str(adamw), arms),
     ]
     return pd.DataFrame([r for r in rows if r is not None], columns=CLAIM_COLUMNS)
 
 
-def state_claim(lion: pd.DataFrame, base: pd.Series) -> tuple[str, str, str]:
+def seeds_text(seeds: set | list) -> str:
+    """`seeds 0-5`, `seeds 0, 2, 7`, or `no seed`."""
+    s = sorted(seeds, key=seed_order)
+    if not s:
+        return "no seed"
+    if all(isinstance(x, int) for x in s) and s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"seeds {s[0]}-{s[-1]}"
+    return "seeds " + ", ".join(map(str, s))
+
+
+def rests_on(v: pd.DataFrame, baseline: str, arms: list[str]) -> str:
+    """`adamw lr=0.003 vs lion r=3 (seeds 0-5: 6 pairs), ...`: the pairs a claim was judged on,
+    from the values of its metric (and target)."""
+    base = set(v.loc[v["arm"] == baseline, "seed"])
+    parts = []
+    for arm in arms:
+        common = base & set(v.loc[v["arm"] == arm, "seed"])
+        parts.append(f"{arm} ({seeds_text(common)}: {len(common)} pairs)")
+    return f"{baseline} vs " + "; ".join(parts)
+
+
+def state_claim(lion: pd.DataFrame, base: pd.Series) -> Claim:
     """Lion keeps one buffer per parameter (bf16 momentum: a quarter of AdamW's bytes), AdamW
     two. Bytes are deterministic: no statistics, but each implementation is also checked
     against the bytes it should hold (`expected_state_bytes` of the run summaries)."""
@@ -75,7 +93,11 @@ def state_claim(lion: pd.DataFrame, base: pd.Series) -> tuple[str, str, str]:
         else:
             text += " (as its implementation should)"
         parts.append(text)
-    return STATE, "holds" if ok else "does not hold", "; ".join(parts)
+    basis = (
+        f"optimizer_state_bytes of {int(lion['n'].sum())} Lion and {int(base['n'])} AdamW "
+        f"completed runs (bytes are deterministic: no seeds needed)"
+    )
+    return STATE, "holds" if ok else "does not hold", "; ".join(parts), basis
 
 
 def combine(comps: pd.DataFrame) -> str:
@@ -87,6 +109,8 @@ def combine(comps: pd.DataFrame) -> str:
         return "does not hold"
     if v <= {"not enough data"}:
         return "not enough data"
+    if all(x.startswith("not compared") for x in v):
+        return "not tested (the arms ran one after another: speeds need interleaved runs)"
     return "no significant difference"
 
 
@@ -94,56 +118,91 @@ def evidence(comps: pd.DataFrame) -> str:
     return "; ".join(f"{r['arm']}: {describe(r, False)}" for _, r in comps.iterrows())
 
 
-def speed_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str, str, str]:
-    """Each Lion arm's steps/s against the AdamW arm's, paired by seed (ratio of steps/s)."""
+def speed_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> Claim:
+    """Each Lion arm's steps/s against the AdamW arm's, paired by seed (ratio of steps/s), on
+    uncontended runs of arms that ran interleaved (verdicts.py)."""
     v = values[values["metric"] == "steps_per_s"]
     comps = compare_arms(v, adamw, arms)
     lion_sps = v.loc[v["optim"] == "lion", "value"].mean()
     adamw_sps = v.loc[v["arm"] == adamw, "value"].mean()
     head = f"Lion {lion_sps:.4g} vs AdamW {adamw_sps:.4g} steps/s (means); paired: "
-    return SPEED, combine(comps), head + evidence(comps)
+    basis = rests_on(v, adamw, arms) + " (uncontended runs only)"
+    return SPEED, combine(comps), head + evidence(comps), basis
 
 
-def ratio_claims(sweep: pd.DataFrame, values: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """Per Lion ratio sweep (one per family: impl, betas, ...), the best ratio among arms
-    without divergences; the claim is decided only when that best arm's final loss is
-    significantly lower (paired, Holm) than every arm on the other side of [3, 10]."""
+def ratio_claims(sweep: pd.DataFrame, values: pd.DataFrame, adamw_lr: float) -> list[Claim]:
+    """Per Lion ratio sweep (one per family: impl, betas, ...), with r = AdamW's lr (the
+    setting's AdamW arm) / Lion's lr: decided only when the tested ratios reach beyond both
+    edges of [3, 10] (else "not tested", with the ratios to add), and then only when the best
+    arm without a diverged seed is significantly better (paired, Holm) than every arm on the
+    other side of [3, 10]."""
     families = list(sweep.groupby("family", sort=True)) if not sweep.empty else []
     if not any(len(rows) >= 2 for _, rows in families):
-        return [(RATIO, "not enough data", "needs Lion runs at 2+ ratios")]
+        return [(RATIO, "not enough data", "needs Lion runs at 2+ ratios", "-")]
     out = []
     for family, rows in families:
-        if len(rows) < 2:
-            continue
-        prefix = f"{family}: " if len(families) > 1 else ""
-        if not rows["best"].any():
-            out.append((RATIO, "not enough data", f"{prefix}every ratio had a diverged seed"))
-            continue
-        best = rows[rows["best"]].iloc[0]
-        inside = rows["ratio"].between(3, 10)
-        best_inside = 3 <= best["ratio"] <= 10
-        rivals = rows[(inside != best_inside) & (rows["arm"] != best["arm"])]
-        v = values[values["metric"] == "final_val_loss"]
-        comps = compare_arms(v, str(best["arm"]), list(rivals["arm"]))
-        decided = (comps["verdict"] == "worse").all()
-        verdict = ("holds" if best_inside else "does not hold") if decided else (
-            "no significant difference"
-        )  # fmt: skip
-        edge = best["ratio"] in (rows["ratio"].min(), rows["ratio"].max())
-        text = (
-            f"{prefix}best ratio r = {best['ratio']:g} of "
-            f"{', '.join(f'{r:g}' for r in rows['ratio'])} "
-            f"(val loss {best['final_val_loss']:.4g}, no diverged seed)"
-            + ("; at the edge of the tested range" if edge else "")
-            + "".join(f"; {n}" for n in rows["note"] if n)
-        )
-        if not comps.empty:
-            text += "; the other side of [3, 10] vs the best: " + evidence(comps)
-        out.append((RATIO, verdict, text))
+        if len(rows) >= 2:
+            prefix = f"{family}: " if len(families) > 1 else ""
+            r = effective_ratio(adamw_lr / rows["lr"])
+            out.append(ratio_claim(rows.assign(r=r), values, prefix))
     return out
 
 
-def steps_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str, str, str] | None:
+def effective_ratio(r: pd.Series) -> pd.Series:
+    """AdamW's lr / Lion's lr, rounded off the binary noise of the division (3e-3 / 3e-4 is
+    10, not 10.000000000000002: the edges of [3, 10] are compared exactly)."""
+    return r.round(9)
+
+
+def untested_ratios(r: pd.Series, config_ratio: pd.Series) -> str | None:
+    """Why the tested ratios cannot decide the claim, with the config ratios to add; None
+    when they reach below 3 and above 10."""
+    low, high = r.min() < RATIO_LOW, r.max() > RATIO_HIGH
+    if low and high:
+        return None
+    scale = float((config_ratio / r).iloc[0])  # config ratio per effective ratio
+    add = []
+    if not low:
+        add.append(f"one below 3 (e.g. {scale * min(r.min(), RATIO_LOW) / 2:.3g})")
+    if not high:
+        add.append(f"one above 10 (e.g. {scale * max(r.max(), RATIO_HIGH) * 2:.3g})")
+    tested = ", ".join(f"{x:.3g}" for x in sorted(r))
+    return (
+        f"tested r = {tested} (AdamW's lr / Lion's lr) do not reach beyond both edges of "
+        f"[3, 10]; add ratios {' and '.join(add)}"
+    )
+
+
+def ratio_claim(rows: pd.DataFrame, values: pd.DataFrame, prefix: str) -> Claim:
+    """One family's ratio claim (`ratio_claims`); `rows["r"]` is each arm's effective ratio."""
+    arms = list(rows["arm"])
+    if why := untested_ratios(rows["r"], rows["ratio"]):
+        return RATIO, "not tested", prefix + why, f"lion arms {', '.join(arms)}"
+    if not rows["best"].any():
+        return RATIO, "not enough data", f"{prefix}every ratio had a diverged seed", "-"
+    best = rows[rows["best"]].iloc[0]
+    inside = rows["r"].between(RATIO_LOW, RATIO_HIGH)
+    best_inside = RATIO_LOW <= best["r"] <= RATIO_HIGH
+    rivals = rows[(inside != best_inside) & (rows["arm"] != best["arm"])]
+    v = values[values["metric"] == "final_val_loss"]
+    comps = compare_arms(v, str(best["arm"]), list(rivals["arm"]))
+    decided = not comps.empty and (comps["verdict"] == "worse").all()
+    verdict_text = ("holds" if best_inside else "does not hold") if decided else (
+        "no significant difference"
+    )  # fmt: skip
+    edge = best["r"] in (rows["r"].min(), rows["r"].max())
+    text = (
+        f"{prefix}best r = {best['r']:.3g} of {', '.join(f'{r:.3g}' for r in sorted(rows['r']))} "
+        f"(val loss {best['final_val_loss']:.4g}, no diverged seed)"
+        + ("; at the edge of the tested range" if edge else "")
+        + "".join(f"; {n}" for n in rows["note"] if n)
+    )
+    if not comps.empty:
+        text += "; the other side of [3, 10] vs the best: " + evidence(comps)
+    return RATIO, verdict_text, text, rests_on(v, str(best["arm"]), list(rivals["arm"]))
+
+
+def steps_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> Claim | None:
     """At the tightest target: every Lion arm's steps against the AdamW arm's, paired by seed;
     a seed that diverged or never reached the target takes infinite steps (sign test)."""
     v = values[values["metric"] == "steps_to_target"]
@@ -159,83 +218,4 @@ def steps_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> tuple[str,
         if a in [*arms, adamw]
     )
     text = f"target {tightest:.4g}, seeds reaching it: {counts}; paired: " + evidence(comps)
-    return STEPS, combine(comps), text
-
-
-# ------------------------------------------- study claims: one paired test over condition pairs
-# (lionbench study claims; report/studies.py reads the runs, docs/design.md says the rules)
-
-
-def gap(a: Seeds, b: Seeds) -> Seeds:
-    """Per seed a - b (infinities kept; inf - inf, no information, drops the seed)."""
-    out: Seeds = {}
-    for seed in set(a) & set(b):
-        d = a[seed][0] - b[seed][0]
-        if not math.isnan(d):
-            out[seed] = (d, a[seed][1] or b[seed][1])
-    return out
-
-
-def paired(name: str, base: Seeds, cand: Seeds) -> dict[str, Any]:
-    """One comparison of `cand` with `base` (lower is better), as a verdicts row."""
-    row = comparison_row("final_val_loss", -1.0, name, base, cand)
-    row["p_holm"] = row["p"]
-    row["verdict"] = verdict(row.pop("result"), row["p"], True)
-    row["name"] = name
-    return row
-
-
-def claim_verdict(row: dict[str, Any]) -> str:
-    """better -> holds, worse -> the reverse holds, else as the comparison says."""
-    return {"better": "holds", "worse": "does not hold (the reverse is significant)"}.get(
-        row["verdict"], row["verdict"]
-    )
-
-
-def batch_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
-    """Lion - AdamW at the recipe's batch against Lion - AdamW at the smaller batch, by seed:
-    lower (Lion further ahead at the larger batch) means the gains grow with the batch."""
-    big = gap(c["lion reference"], c["adamw reference"])
-    small = gap(c["lion variant"], c["adamw variant"])
-    row = paired("batch", small, big)
-    text = (
-        f"Lion - AdamW final val loss (mean over seeds): {mean(big):+.4g} at batch "
-        f"{study['reference']['batch_size']}, {mean(small):+.4g} at "
-        f"{study['claims']['batch']['change']}; their difference: {describe(row, False)}"
-    )
-    return BATCH, claim_verdict(row), text
-
-
-def schedule_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
-    """Each optimizer's cosine - rsqrt final val loss by seed; Lion's lower than AdamW's means
-    cosine helps Lion more."""
-    cosine_is_reference = study["reference"]["sched"] != "rsqrt"
-    gains = {}
-    for o in ("lion", "adamw"):
-        ref, var = c[f"{o} reference"], c[f"{o} variant"]
-        gains[o] = gap(ref, var) if cosine_is_reference else gap(var, ref)
-    row = paired("schedule", gains["adamw"], gains["lion"])
-    text = (
-        f"final val loss with cosine minus with rsqrt (negative: cosine helps): Lion "
-        f"{mean(gains['lion']):+.4g}, AdamW {mean(gains['adamw']):+.4g}; Lion's minus "
-        f"AdamW's: {describe(row, False)}"
-    )
-    return SCHEDULE, claim_verdict(row), text
-
-
-def betas_claim(study: dict[str, Any], c: dict[str, Seeds]) -> tuple[str, str, str]:
-    """Lion at an aggressive lr with (0.95, 0.98) against its default betas, by seed (a
-    diverged seed's loss is +inf, so divergences decide through the sign test)."""
-    row = paired("betas", c["lion reference"], c["lion variant"])
-    diverged = {k: sum(d for _, d in c[f"lion {k}"].values()) for k in ("reference", "variant")}
-    text = (
-        f"at {study['aggressive_lr_factor']:g}x Lion's best lr, final val loss with (0.95, 0.98) "
-        f"minus with {tuple(study['reference']['lion_betas'])}: {describe(row, False)}; "
-        f"diverged seeds {diverged['variant']} vs {diverged['reference']}"
-    )
-    return BETAS, claim_verdict(row), text
-
-
-def mean(seeds: Seeds) -> float:
-    v = np.array([x for x, _ in seeds.values()], float)
-    return float(np.mean(v)) if len(v) else math.nan
+    return STEPS, combine(comps), text, rests_on(v, adamw, arms)

@@ -1,5 +1,6 @@
-"""The report's opening verdicts and its comparisons table, in words: one short line per setting
-(docs/design.md, "Verdicts"). Nothing here computes a statistic; verdicts.py and stats.py do.
+"""The report's opening verdicts and its comparisons table, in words: one short line per
+candidate arm of a setting, against its baseline, with the pairs it rests on (docs/design.md,
+"Verdicts"). Nothing here computes a statistic; verdicts.py and stats.py do.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ HEADLINE_ARMS = 4  # candidate arms named in a setting's headline; the table has
 HEADLINE_METRICS = ("final_val_loss", "steps_to_target")
 
 
-def headline(s: Setting) -> str:
-    """`gpt2 smoke, 6 seeds: lion r=3 vs adamw lr=0.003 wd=0.1: final val loss -0.021
-    [-0.030, -0.012], p=0.003, n=6 (better); steps to 1.6: 0.82x [...] (better)`."""
+def headlines(s: Setting) -> list[str]:
+    """One short line per candidate (up to 4, other optimizers first): `gpt2 smoke: lion r=3 vs
+    adamw lr=0.003 wd=0.1: final val loss -0.021 [-0.030, -0.012], p=0.003, n=6 pairs (better);
+    steps to 1.6 0.82x [...] (better)`; then how many arms the table has besides."""
     head, parts, more = verdict_parts(s)
-    if more is None:
-        return f"{head}: {parts[0]}"
-    tail = f" (and {more} more arms: see the paired comparisons)" if more > 0 else ""
-    return f"{head}: " + " | ".join(parts) + tail
+    lines = [f"{head}: {part}" for part in parts]
+    if more is not None and more > 0:
+        lines.append(f"{head}: and {more} more arm(s): see the paired comparisons")
+    return lines
+
+
+def headline(s: Setting) -> str:
+    """The setting's headlines as one text, a line each."""
+    return "\n".join(headlines(s))
 
 
 def seed_count(s: Setting) -> int:
@@ -36,9 +43,9 @@ def seed_count(s: Setting) -> int:
 def verdict_parts(
     s: Setting, limit: int = HEADLINE_ARMS, vs: bool = True
 ) -> tuple[str, list[str], int | None]:
-    """(`<label>, <n> seeds`, one verdict per candidate arm (`vs`: naming the baseline), arms
-    left out), or (head, [why there is no verdict], None)."""
-    head = f"{s.label}, {seed_count(s)} seeds"
+    """(the setting's label, one verdict per candidate arm (`vs`: naming the baseline), arms
+    left out), or (label, [why there is no verdict], None). Each verdict counts its pairs."""
+    head = s.label
     if s.baseline is None:
         why = next(iter(s.warnings), "no baseline arm")
         return head, [f"no verdict ({why})"], None
@@ -75,7 +82,9 @@ def overview(settings: list[Setting]) -> pd.DataFrame:
 
 
 def comparison_display(c: pd.DataFrame) -> pd.DataFrame:
-    """The paired comparisons as strings: estimate [95% CI], raw and Holm p, verdict."""
+    """The paired comparisons as strings: estimate [95% CI, simultaneous over the candidates],
+    the t-test's p, the exact check's where it could decide, the Holm-adjusted p that decides,
+    the verdict (and the seeds an unresolved one needs, for the family compared)."""
     rows = []
     for _, r in c.iterrows():
         ratio = r["kind"] == "ratio"
@@ -85,7 +94,8 @@ def comparison_display(c: pd.DataFrame) -> pd.DataFrame:
                 "metric": r["name"],
                 "n pairs": r["n"],
                 "estimate [95% CI]": _estimate(r, ratio),
-                "p": p_text(r["p"]),
+                "p (t)": p_text(r["p_t"]) if "p_t" in r else "-",
+                "p (exact)": p_text(r["p_exact"]) if "p_exact" in r else "-",
                 "p (Holm)": p_text(r["p_holm"]),
                 "verdict": r["verdict"]
                 + (
@@ -106,7 +116,7 @@ def _known(v: object) -> bool:
 
 
 def _estimate(r: pd.Series, ratio: bool) -> str:
-    if r["verdict"] == "not enough data":
+    if r["verdict"] == "not enough data" or r["n"] == 0:
         return "-"
     med = " (median)" if r["method"] == "sign test" else ""
     bounds = f"[{effect_text(r['low'], ratio)}, {effect_text(r['high'], ratio)}]"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lionbench.report.headline import headline, overview
+from lionbench.report.headline import headlines, overview
 
 if TYPE_CHECKING:
     from lionbench.report.analyse import Setting
@@ -132,9 +132,12 @@ def opening(
     counts = f"{len(runs)} run directories: " + ", ".join(
         f"{n} {k}" for k, n in runs["status"].value_counts().items()
     )
-    lines = [st.headline for st in found] + [headline(s) for s in settings]
+    lines = [st.headline for st in found] + [h for s in settings for h in headlines(s)]
+    repeated = list(runs.attrs.get("warnings", []))  # copies of one run, counted once
     md = ["# lionbench report", "", *[f"- {line}" for line in lines], "", counts, ""]
+    md += [f"> warning: {w}\n" for w in repeated]
     body = ["<h1>lionbench report</h1>", f"<p class=meta>{html.escape(counts)}</p>"]
+    body += [f"<p class=warn>warning: {html.escape(w)}</p>" for w in repeated]
     if found:
         body.append("<h3>Confirmed verdicts (fresh seeds)</h3><ul>")
         body += [f"<li>{colour(st.headline)}</li>" for st in found]

@@ -16,7 +16,7 @@ from lionbench.files import atomic_write_text
 from lionbench.report import page
 from lionbench.report.analyse import Setting
 from lionbench.report.exports import data_links, setting_tables, study_tables, write_tables
-from lionbench.report.headline import comparison_display, headline
+from lionbench.report.headline import comparison_display
 from lionbench.report.plots import plot_names
 from lionbench.report.studies import Study
 
@@ -234,45 +234,3 @@ def render(
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.html", page.document(body))
     write_tables(settings, problems, runs, out, found)
-
-
-def print_console(
-    settings: list[Setting],
-    problems: pd.DataFrame,
-    found: Sequence[Study] = (),
-) -> None:
-    """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
-    (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
-    from rich.markup import escape
-
-    from lionbench.console import make_console
-
-    console = make_console()  # full width outside a terminal: run directories stay whole
-    for st in found:
-        console.print(f"[bold]{escape(st.headline)}[/]")
-    for s in settings:
-        console.print(f"[bold]{escape(headline(s))}[/]")
-    for st in found:
-        if not st.claims.empty:
-            console.print(rich_table(f"Sweep {st.name}: claims", st.claims))
-    for s in settings:
-        console.rule(escape(s.label))
-        for w in s.warnings:
-            console.print(f"[yellow]warning:[/] {escape(w)}")
-        for title, df in display_tables(s).items():
-            console.print(rich_table(title, df))
-    if not problems.empty:
-        console.print(rich_table("Diverged, failed and unfinished runs", problems))
-
-
-def rich_table(title: str, df: pd.DataFrame) -> Any:
-    """A rich table of strings, every one escaped (see `print_console`)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title), title_justify="left")
-    for col in df.columns:
-        table.add_column(escape(str(col)))
-    for _, r in df.iterrows():
-        table.add_row(*(escape(str(v)) for v in r))
-    return table

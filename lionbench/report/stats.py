@@ -4,41 +4,48 @@ Nothing here knows about runs, arms or rendering (docs/design.md, "Verdicts"). T
 compared seed by seed (the same seed gives both optimizers the same initialisation and batches),
 so the unit of analysis is the per-seed difference (losses) or log ratio (speeds, steps):
 
-- finite values everywhere: an exact sign-flip permutation test of the mean difference (or mean
-  log ratio, reported as a ratio): under no difference each pair's sign is a fair coin, so all
-  2^n sign patterns are equally likely whatever the distribution (timings are heavy-tailed);
-  its 95% interval is the set of shifts the test does not reject. With more than 16 pairs a
-  paired t-test (normal approximation) replaces the enumeration. Fewer than 6 pairs can never
-  be significant (the smallest p is 2/2^n) and get an unbounded interval;
+- finite values everywhere: a paired t-test of the mean difference (mean log ratio, reported as
+  a ratio), with a finite t interval from 2 pairs on, so that the 3-5 seeds people run can decide
+  an effect that is large against the seed-to-seed spread. Where the exact sign-flip test can
+  decide at the family's level (2/2^n below 0.05/m: 6 pairs for one candidate, 7 for two, 8 for
+  four), it checks the t-test's normality: the decision p is the larger of the two, so a verdict
+  holds by both whenever both can speak. Above 16 pairs the t-test alone (the central limit);
 - a value that may be infinite (a diverged run's loss, the steps of a run that never reached the
   target, AlgoPerf's convention): an exact two-sided sign test on the signs of the differences
-  (ties, including both infinite, dropped) and the order-statistic 95% interval for the median
-  difference or ratio, both distribution-free and valid with infinities.
+  (ties, including both infinite, dropped) and the order-statistic interval for the median
+  difference or ratio, both distribution-free and valid with infinities (they need 6 pairs).
 
-Several candidate arms compared with one baseline get Holm's step-down adjustment (per metric).
+Several candidate arms compared with one baseline form a family of m comparisons (per metric):
+Holm's step-down adjustment decides, intervals are simultaneous over the family (Bonferroni:
+level 1 - 0.05/m), and the seeds an unresolved comparison needs are computed at that level
+(`seeds_needed`), so that the advice holds for the family actually compared.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 ALPHA = 0.05
-POWER_Z = 0.8416  # z of 80% power, for the seeds needed to resolve an observed effect
+POWER = 0.8  # the power the seed advice aims at
 MIN_SIGN_N = 6  # the exact two-sided sign and sign-flip tests cannot reach p < 0.05 below it
-MAX_EXACT = 16  # enumerate 2^n sign patterns up to here; above, the paired t-test
+MAX_EXACT = 16  # enumerate 2^n sign patterns up to here; above, the t-test alone
+MAX_SEEDS = 100_000  # seed advice is capped here (an effect that small is no effect)
 _SIGNS: dict[int, np.ndarray] = {}
 
 
 @dataclass(frozen=True)
 class Result:
     """One paired comparison. `estimate`, `low`, `high` are a difference (kind "difference") or
-    a ratio candidate/baseline (kind "ratio"); `direction` is -1, 0 or +1: which way the
-    candidate's values lie (below, neither, above the baseline's); `needed` the seeds that would
-    resolve the observed effect at 80% power (None: no effect to resolve, or already resolved)."""
+    a ratio candidate/baseline (kind "ratio"); the interval is simultaneous over a family of
+    `family` comparisons. `p` decides (t, or the larger of t and the exact sign-flip where that
+    can decide); `p_t` and `p_exact` are the two tests' own. `direction` is -1, 0 or +1: which
+    way the candidate's values lie (below, neither, above the baseline's). `sd` is the spread
+    of the per-seed differences (log ratios), nan for the sign test. `needed`: the seeds that
+    would resolve the observed effect at 80% power in the family (set after adjustment)."""
 
     n: int
     estimate: float
@@ -48,20 +55,30 @@ class Result:
     method: str
     kind: str
     direction: int
+    p_t: float = math.nan
+    p_exact: float = math.nan
+    sd: float = math.nan
+    family: int = 1
     needed: int | None = None
 
 
-def paired_t(diffs: np.ndarray) -> tuple[float, float, float, float]:
-    """(mean, low, high, p) of a paired t-test on finite differences, n >= 2. Equal
-    differences (sd 0) give a degenerate interval at their mean: p 1 at zero, else 0."""
+def level(family: int) -> float:
+    """The per-comparison level of a family of m comparisons (Bonferroni): 0.05 / m."""
+    return ALPHA / max(family, 1)
+
+
+def paired_t(diffs: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float, float]:
+    """(mean, low, high, p) of a paired t-test on finite differences, n >= 2, with a (1 -
+    alpha) interval. Equal differences (sd 0) give a degenerate interval at their mean: p 1 at
+    zero, else 0."""
     n = len(diffs)
     mean = float(np.mean(diffs))
     sd = float(np.std(diffs, ddof=1))
     if sd == 0.0:
         return mean, mean, mean, 1.0 if mean == 0.0 else 0.0
     se = sd / math.sqrt(n)
-    half = float(sps.t.ppf(1 - ALPHA / 2, n - 1)) * se
-    p = float(2 * sps.t.sf(abs(mean) / se, n - 1))
+    half = float(special.stdtrit(n - 1, 1 - alpha / 2)) * se
+    p = float(2 * special.stdtr(n - 1, -abs(mean) / se))
     return mean, mean - half, mean + half, p
 
 
@@ -81,111 +98,136 @@ def flip_p(d: np.ndarray) -> float:
     return float((sums >= observed - 1e-9 * (np.abs(d).sum() + 1e-300)).mean())
 
 
-def flip_ci(d: np.ndarray) -> tuple[float, float]:
-    """The shifts m for which `flip_p(d - m)` is at least 0.05, by bisection from the mean
-    (p = 1) outwards to a shift beyond every value (p = 2/2^n); unbounded below 6 pairs."""
-    if len(d) < MIN_SIGN_N:
-        return -math.inf, math.inf
-    mean, span = float(d.mean()), float(d.max() - d.min()) + 1e-12
-    bounds = []
-    for far in (float(d.min()) - span, float(d.max()) + span):
-        inside, outside = mean, far
-        for _ in range(30):
-            mid = (inside + outside) / 2
-            if flip_p(d - mid) >= ALPHA:
-                inside = mid
-            else:
-                outside = mid
-        bounds.append(inside)
-    return bounds[0], bounds[1]
+def exact_can_decide(n: int, family: int) -> bool:
+    """Whether the exact sign-flip test can reach the family's level with n pairs: its
+    smallest p is 2/2^n (and it is enumerated up to MAX_EXACT pairs)."""
+    return n <= MAX_EXACT and 2.0 ** (1 - n) < level(family)
 
 
-def location_test(d: np.ndarray) -> tuple[float, float, float, float, str]:
-    """(mean, low, high, p, method) of finite paired differences: sign-flip up to 16 pairs."""
-    if len(d) > MAX_EXACT:
-        return (*paired_t(d), "paired t")
-    if not d.any():
-        return 0.0, 0.0, 0.0, 1.0, "sign-flip"
-    low, high = flip_ci(d)
-    return float(d.mean()), low, high, flip_p(d), "sign-flip"
+def location_test(d: np.ndarray, family: int = 1) -> tuple[float, float, float, float, float]:
+    """(mean, low, high, p_t, p_exact) of finite paired differences: the t-test (its interval
+    at the family's level) and, where it can decide, the exact sign-flip test (else nan)."""
+    mean, low, high, p_t = paired_t(d, level(family))
+    if not exact_can_decide(len(d), family):
+        return mean, low, high, p_t, math.nan
+    return mean, low, high, p_t, flip_p(d) if d.any() else 1.0
 
 
 def sign_p(signs: np.ndarray) -> float:
-    """Exact two-sided sign test on -1/0/+1 signs; zeros (ties) are dropped."""
+    """Exact two-sided sign test on -1/0/+1 signs; zeros (ties) are dropped. Bin(n, 1/2) is
+    symmetric, so the two-sided p is twice the smaller tail (scipy's binomtest, as a ufunc)."""
     pos, neg = int((signs > 0).sum()), int((signs < 0).sum())
     if pos + neg == 0:
         return 1.0
-    return float(sps.binomtest(pos, pos + neg, 0.5).pvalue)
+    return min(1.0, 2.0 * float(special.bdtr(min(pos, neg), pos + neg, 0.5)))
 
 
-def median_ci(values: np.ndarray) -> tuple[float, float, float]:
+def median_ci(values: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:
     """(median, low, high): the order-statistic interval [x_(k), x_(n+1-k)] with the largest k
-    whose coverage 1 - 2 P(Bin(n, 1/2) <= k - 1) is at least 95%; infinite values are ordered
-    like any other. Fewer than 6 values: no such k, the interval is unbounded."""
+    whose coverage 1 - 2 P(Bin(n, 1/2) <= k - 1) is at least 1 - alpha; infinite values are
+    ordered like any other. Too few values for any k: the interval is unbounded."""
     x = np.sort(values)
     n = len(x)
     mid = x[(n - 1) // 2 : n // 2 + 1]
     median = float(mid[0]) if mid[0] == mid[-1] else float(np.mean(mid))
     k = 0
-    while k + 1 <= n // 2 and 2 * sps.binom.cdf(k, n, 0.5) <= ALPHA:
+    while k + 1 <= n // 2 and 2 * special.bdtr(k, n, 0.5) <= alpha:
         k += 1
     if k == 0:
         return median, -math.inf, math.inf
     return median, float(x[k - 1]), float(x[n - k])
 
 
-def t_needed(diffs: np.ndarray) -> int | None:
-    """Seeds a paired t-test needs to resolve the observed mean difference at 80% power (normal
-    approximation, from the observed sd of the differences)."""
-    mean, sd = float(np.mean(diffs)), float(np.std(diffs, ddof=1))
-    if mean == 0.0 or not math.isfinite(sd) or sd == 0.0:
+def t_power(n: int, effect: float, alpha: float) -> float:
+    """Power of a two-sided paired t-test with n pairs at level alpha, for a true mean
+    difference of `effect` standard deviations of the differences (noncentral t)."""
+    df = n - 1
+    crit = float(special.stdtrit(df, 1 - alpha / 2))
+    nc = abs(effect) * math.sqrt(n)
+    return float(1.0 - special.nctdtr(df, nc, crit) + special.nctdtr(df, nc, -crit))
+
+
+def t_needed(effect: float, family: int = 1) -> int | None:
+    """Pairs a paired t-test needs for 80% power at the family's level, for an effect of
+    `effect` standard deviations of the differences (None: no effect to resolve)."""
+    if not math.isfinite(effect) or effect == 0.0:
         return None
-    z = float(sps.norm.ppf(1 - ALPHA / 2))
-    return max(MIN_SIGN_N, math.ceil(((z + POWER_Z) * sd / abs(mean)) ** 2) + 2)
+    alpha = level(family)
+    z = float(special.ndtri(1 - alpha / 2) + special.ndtri(POWER))
+    n = max(2, math.ceil((z / abs(effect)) ** 2) - 2)  # the normal guess; t needs a few more
+    while n < MAX_SEEDS and t_power(n, effect, alpha) < POWER:
+        n += 1 if n < 200 else max(1, n // 100)
+    return min(n, MAX_SEEDS)
 
 
-def sign_needed(signs: np.ndarray) -> int | None:
-    """Seeds a sign test needs to resolve the observed share of positive signs at 80% power;
-    at least 6 (below that no outcome is significant); ties are assumed to recur."""
+def sign_needed(signs: np.ndarray, family: int = 1) -> int | None:
+    """Seeds a sign test needs to resolve the observed share of positive signs at 80% power at
+    the family's level (normal approximation; at least 6); ties are assumed to recur."""
     nonzero = signs[signs != 0]
     if len(nonzero) == 0:
         return None
     q = float((nonzero > 0).mean())
     if q == 0.5:
         return None
-    z = float(sps.norm.ppf(1 - ALPHA / 2))
+    z_a = float(special.ndtri(1 - level(family) / 2))
     q_eff = min(max(q, 0.02), 0.98)
-    m = ((z * 0.5 + POWER_Z * math.sqrt(q_eff * (1 - q_eff))) / (q_eff - 0.5)) ** 2
-    return max(MIN_SIGN_N, math.ceil(m * len(signs) / len(nonzero)))
+    m = (
+        (z_a * 0.5 + float(special.ndtri(POWER)) * math.sqrt(q_eff * (1 - q_eff))) / (q_eff - 0.5)
+    ) ** 2
+    return min(MAX_SEEDS, max(MIN_SIGN_N, math.ceil(m * len(signs) / len(nonzero))))
 
 
-def compare(base: np.ndarray, cand: np.ndarray, kind: str) -> Result:
-    """Paired comparison of candidate values with baseline values (same seeds, same order).
+def compare(base: np.ndarray, cand: np.ndarray, kind: str, family: int = 1) -> Result:
+    """Paired comparison of candidate values with baseline values (same seeds, same order), one
+    of a family of `family` comparisons.
 
     kind "difference": cand - base; "ratio": cand / base, tested on the log ratio. Values may
     be +inf (diverged, never reached): then the sign test and the median's interval are used."""
     base, cand = np.asarray(base, float), np.asarray(cand, float)
     n = len(base)
     if n < 2:
-        return Result(n, math.nan, math.nan, math.nan, math.nan, "-", kind, 0)
+        return Result(n, math.nan, math.nan, math.nan, math.nan, "-", kind, 0, family=family)
     if np.isfinite(base).all() and np.isfinite(cand).all() and (kind != "ratio" or _positive(
         base, cand
     )):  # fmt: skip
         d = cand - base if kind == "difference" else np.log(cand) - np.log(base)
-        mean, low, high, p, method = location_test(d)
-        direction = int(np.sign(mean))
-        needed = t_needed(d) if p >= ALPHA else None
+        mean, low, high, p_t, p_exact = location_test(d, family)
+        # the decision: the t-test, checked by the exact test wherever that can decide
+        p, method = (p_t, "paired t") if math.isnan(p_exact) else (
+            max(p_t, p_exact), "paired t + sign-flip"
+        )  # fmt: skip
         if kind == "ratio":
             mean, low, high = math.exp(mean), math.exp(low), math.exp(high)
             method += " on log ratio"
-        return Result(n, mean, low, high, p, method, kind, direction, needed)
-    signs = np.sign(np.where(base == cand, 0.0, cand - base))
+        sd = float(np.std(d, ddof=1))
+        return Result(n, mean, low, high, p, method, kind, int(np.sign(np.mean(d))), p_t,
+                      p_exact, sd, family)  # fmt: skip
+    signs = pair_signs(base, cand)
     effects = np.array([_effect(b, c, kind) for b, c in zip(base, cand, strict=True)])
-    median, low, high = median_ci(effects)
+    median, low, high = median_ci(effects, level(family))
     p = sign_p(signs)
     direction = int(np.sign((signs > 0).sum() - (signs < 0).sum()))
-    needed = sign_needed(signs) if p >= ALPHA else None
-    return Result(n, median, low, high, p, "sign test", kind, direction, needed)
+    return Result(n, median, low, high, p, "sign test", kind, direction, p_exact=p, family=family)
+
+
+def seeds_needed(result: Result, base: np.ndarray, cand: np.ndarray) -> Result:
+    """The result with the seeds an unresolved comparison needs at 80% power in its family:
+    from the observed mean and spread of the differences (t), or from the observed share of
+    signs (sign test) of the paired values it was computed from."""
+    if result.method == "sign test":
+        signs = pair_signs(np.asarray(base, float), np.asarray(cand, float))
+        return replace(result, needed=sign_needed(signs, result.family))
+    if not math.isfinite(result.sd) or result.sd == 0.0:
+        return result
+    mean = math.log(result.estimate) if result.kind == "ratio" else result.estimate
+    return replace(result, needed=t_needed(mean / result.sd, result.family))
+
+
+def pair_signs(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """-1, 0 or +1 per pair: which way the candidate lies (equal values, infinite ones
+    included, are ties)."""
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite: a tie, set below
+        return np.sign(np.where(base == cand, 0.0, cand - base))
 
 
 def _positive(base: np.ndarray, cand: np.ndarray) -> bool:

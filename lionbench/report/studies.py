@@ -17,22 +17,25 @@ from typing import Any
 
 import pandas as pd
 
-from lionbench.report.analyse import COUNTED, default_targets, optimizer_table
+from lionbench.report.analyse import COUNTED, optimizer_table
 from lionbench.report.claims import (
     CLAIM_COLUMNS,
     RATIO,
-    batch_claim,
-    betas_claim,
+    RATIO_HIGH,
+    RATIO_LOW,
+    Claim,
+    effective_ratio,
     evidence,
-    schedule_claim,
+    rests_on,
     speed_claim,
     state_claim,
     steps_claim,
+    untested_ratios,
 )
+from lionbench.report.conditions import batch_claim, betas_claim, schedule_claim
+from lionbench.report.targets import default_targets
 from lionbench.report.verdicts import Seeds, compare_arms, describe, per_seed, run_values
 from lionbench.run.rundir import STUDIES, SWEEPS, find_manifests
-
-RATIO_LOW, RATIO_HIGH = 3.0, 10.0
 
 
 @dataclass
@@ -120,8 +123,8 @@ def judge(sweep: dict[str, Any], study: dict[str, Any] | None, base: Path, found
 
 
 def headline(sweep: dict[str, Any], lion: str, adamw: str, comps: pd.DataFrame) -> str:
-    """`sweep X (gpt2 small): settings chosen on seeds 0,1,2; on 6 fresh seeds, lion r=2 vs
-    adamw lr=0.003 (each optimizer's best): final val loss ... (better); steps to ...`."""
+    """`sweep X (gpt2 small): settings chosen on seeds 0,1,2; on fresh seeds (3,4,5), lion r=2
+    vs adamw lr=0.003 (each optimizer's best): final val loss ... n=3 pairs (better); ...`."""
     said = "; ".join(
         describe(r) for _, r in comps.iterrows() if r["metric"] in ("final_val_loss",
                                                                     "steps_to_target")
@@ -130,56 +133,56 @@ def headline(sweep: dict[str, Any], lion: str, adamw: str, comps: pd.DataFrame) 
     chosen = ",".join(map(str, sweep["selection_seeds"]))
     return (
         f"sweep {sweep['name']} ({sweep['recipe']} {sweep['scale']}): settings chosen on seeds "
-        f"{chosen}; on {len(sweep['confirm_seeds'])} fresh seeds ({seeds}), {lion} vs {adamw} "
-        f"(each optimizer's best): {said}"
+        f"{chosen}; on fresh seeds ({seeds}), {lion} vs {adamw} (each optimizer's best): {said}"
     )
 
 
 # ------------------------------------------------------------------------------------ ratio
 
 
-def ratio_claim(sweep: dict[str, Any], base: Path, found: Runs) -> tuple[str, str, str]:
-    """Lion's best lr against AdamW's *best* lr (and the recipe's): r_eff = best AdamW lr / best
-    Lion lr. Decided only when both optima are interior and the best Lion setting is
-    significantly better (paired over the selection seeds, Holm) than every Lion setting whose
-    r_eff lies on the other side of [3, 10]."""
+def ratio_claim(sweep: dict[str, Any], base: Path, found: Runs) -> Claim:
+    """Lion's best lr against AdamW's *best* lr: r = best AdamW lr / Lion lr for every Lion
+    setting tried. Decided only when the tried ratios reach beyond both edges of [3, 10] (else
+    "not tested", with the --ratios to add), both optima are interior and the best Lion setting
+    is significantly better (paired over the selection seeds, Holm) than every Lion setting
+    whose r lies on the other side of [3, 10]."""
     lion, adamw = sweep["optimizers"]["lion"], sweep["optimizers"]["adamw"]
     if lion.get("best") is None or adamw.get("best") is None:
-        return RATIO, "not enough data", "an optimizer has no setting without a diverged seed"
+        return RATIO, "not enough data", "an optimizer has no setting without a diverged seed", "-"
     best_adamw_lr = float(adamw["best"]["lr"])
     base_lr = float(sweep["baseline"]["adamw_lr"])
-    scale = best_adamw_lr / base_lr  # r_eff = ratio x the best AdamW multiplier
-    r_best = float(lion["best"]["ratio"]) * scale
-    arms: dict[float, pd.DataFrame] = {}
-    for entry in lion["scores"]:
-        arms[float(entry["ratio"])] = found.rows(base, entry["run_dirs"])
-    rows = pd.concat(arms.values()) if arms else pd.DataFrame()
-    finished = rows[rows["status"].isin(COUNTED)] if not rows.empty else rows
+    scale = best_adamw_lr / base_lr  # r = --ratios value x the best AdamW multiplier
+    r_best = round(float(lion["best"]["ratio"]) * scale, 9)
+    arms = {float(e["ratio"]): found.rows(base, e["run_dirs"]) for e in lion["scores"]}
     text = (
         f"best Lion lr {lion['best']['lr']:.3g} (r = {lion['best']['ratio']:g} from the "
         f"recipe's AdamW lr {base_lr:.3g}) is {r_best:.3g}x smaller than AdamW's best lr "
         f"{best_adamw_lr:.3g}; optima: Lion {where(lion)}, AdamW {where(adamw)}"
     )
+    tried = pd.Series(sorted(arms))
+    if why := untested_ratios(effective_ratio(tried * scale), tried):
+        return RATIO, "not tested", f"{text}; {why} (--ratios)", f"Lion ratios {list(tried)}"
+    rows = pd.concat(arms.values())
+    finished = rows[rows["status"].isin(COUNTED)]
     if finished.empty:
-        return RATIO, "not enough data", text + "; no selection runs found"
+        return RATIO, "not enough data", text + "; no selection runs found", "-"
     inside = RATIO_LOW <= r_best <= RATIO_HIGH
     best_arm = str(arms[float(lion["best"]["ratio"])]["arm"].iloc[0])
     rivals = [
         str(rows_r["arm"].iloc[0])
         for r, rows_r in arms.items()
-        if not rows_r.empty and (RATIO_LOW <= r * scale <= RATIO_HIGH) != inside
+        if not rows_r.empty and (RATIO_LOW <= round(r * scale, 9) <= RATIO_HIGH) != inside
     ]
     values = run_values(finished, found.curves, [])
-    comps = compare_arms(values[values["metric"] == "final_val_loss"], best_arm, rivals)
-    if comps.empty:
-        return RATIO, "not enough data", text + "; no tested ratio on the other side of [3, 10]"
+    v = values[values["metric"] == "final_val_loss"]
+    comps = compare_arms(v, best_arm, rivals)
+    basis = rests_on(v, best_arm, rivals) + " (selection seeds)"
     text += "; the other side of [3, 10] vs the best: " + evidence(comps)
     if lion.get("optimum") != "interior" or adamw.get("optimum") != "interior":
-        return RATIO, "not decided (an optimum is at its grid's bound)", text
-    decided = (comps["verdict"] == "worse").all()
-    if not decided:
-        return RATIO, "no significant difference", text
-    return RATIO, "holds" if inside else "does not hold", text
+        return RATIO, "not decided (an optimum is at its grid's bound)", text, basis
+    if not (comps["verdict"] == "worse").all():
+        return RATIO, "no significant difference", text, basis
+    return RATIO, "holds" if inside else "does not hold", text, basis
 
 
 def where(entry: dict[str, Any]) -> str:
@@ -213,11 +216,48 @@ def conditions(study: dict[str, Any], claim: str, base: Path, found: Runs) -> di
     }
 
 
-def study_claims(study: dict[str, Any], base: Path, found: Runs) -> list[tuple[str, str, str]]:
+def study_claims(study: dict[str, Any], base: Path, found: Runs) -> list[Claim]:
     """The batch, schedule and betas claims, each where the study ran its conditions."""
     judges = {"batch": batch_claim, "schedule": schedule_claim, "betas": betas_claim}
     return [
         judge_claim(study, conditions(study, claim, base, found))
         for claim, judge_claim in judges.items()
         if claim in study["claims"]
+    ]
+
+
+# ---------------------------------------------------------------------------- tuned baselines
+
+
+def tuned_baselines(roots: list[Path], runs: pd.DataFrame, name: str) -> dict[str, str]:
+    """setting key -> the arm of optimizer `name` that a sweep or study tuned there: a sweep's
+    best setting (its selection and confirmation runs), and a study condition's retuned one.
+    The report compares every arm of such a setting with it (the recipe's default lr is then
+    one more arm); the first manifest to name a setting wins."""
+    by_path = {Path(d).resolve(): i for i, d in zip(runs.index, runs["run_dir"], strict=True)}
+    out: dict[str, str] = {}
+    for kind in (SWEEPS, STUDIES):
+        for path in find_manifests(roots, kind):
+            data = read_manifest(path) or {}
+            for dirs in tuned_dirs(data, name):
+                idx = [
+                    by_path[p] for d in dirs if (p := (path.parent.parent / d).resolve()) in by_path
+                ]
+                for _, r in runs.loc[idx].iterrows():
+                    if isinstance(r.get("setting"), str):
+                        out.setdefault(r["setting"], str(r["arm"]))
+    return out
+
+
+def tuned_dirs(manifest: dict[str, Any], name: str) -> list[list[str]]:
+    """The run directories of each setting of optimizer `name` a manifest chose: a sweep's best
+    (`optimizers`), a study condition's retuned best (`claims.<claim>.tuned`), alike."""
+    entries = [(manifest.get("optimizers") or {}).get(name) or {}]
+    entries += [
+        ((c.get("tuned") or {}).get(name) or {}) for c in (manifest.get("claims") or {}).values()
+    ]
+    return [
+        [*e["best"].get("run_dirs", []), *e.get("confirm_run_dirs", [])]
+        for e in entries
+        if e.get("best")
     ]

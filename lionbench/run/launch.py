@@ -164,8 +164,10 @@ def interrupted_line(e: Interrupted | None, signum: int) -> str:
 
 
 def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
-    """Run `lionbench run ARGS`; `checked` is precheck(args) when the caller already ran it.
-    Bad input raises UserError (one line and exit code 2 in `cli.main`)."""
+    """Run `lionbench run ARGS`, a multirun seed by seed (`config.seeds_first`); `checked` is
+    precheck(args) when the caller already ran it. Bad input raises UserError (one line and
+    exit code 2 in `cli.main`)."""
+    args = config.seeds_first(args)
     if checked is None:
         checked = precheck(args)
     forward = signals.ForwardSignals(uses_workers(args))

@@ -105,15 +105,22 @@ def disk_full(rundir: RunDir, summary: RunSummary, e: OSError) -> RunResult:
     return RunResult(Status.FAILED, rundir.path, summary)
 
 
-def full_scale_on_cpu(cfg: DictConfig, device: torch.device) -> str | None:
-    """The warning a run at scale=full on a CPU gets before its first step: it is the
-    published model size, meant for a GPU."""
-    if device.type != "cpu" or cfg.get("scale") != "full":
-        return None
-    return (
-        f"scale=full on a CPU: the published {cfg.recipe.name} size needs many GB of memory and "
-        f"hours per run here (scale=small is the CPU comparison)"
-    )
+def setup_warnings(cfg: DictConfig, device: torch.device) -> list[str]:
+    """What a run is told before its first step: scale=full on a CPU (the published model size,
+    meant for a GPU), and a timing warmup as long as the run (no step is timed: no speed)."""
+    lines = []
+    if device.type == "cpu" and cfg.get("scale") == "full":
+        lines.append(
+            f"scale=full on a CPU: the published {cfg.recipe.name} size needs many GB of memory "
+            f"and hours per run here (scale=small is the CPU comparison)"
+        )
+    warmup, steps = int(cfg.timing.warmup_steps), int(cfg.train.steps)
+    if warmup >= steps:
+        lines.append(
+            f"timing.warmup_steps={warmup} is not below train.steps={steps}: no step is timed, "
+            f"so this run records no speed (steps/s, time to target); lower timing.warmup_steps"
+        )
+    return lines
 
 
 def _run_locked(
@@ -126,7 +133,7 @@ def _run_locked(
         return RunResult(previous.status, rundir.path, previous)
     if int(cfg.dist.nproc) > 1 and not ddp.in_worker():
         return run_workers(plain, rundir)
-    if rundir.writer and (line := full_scale_on_cpu(cfg, device)):
+    for line in setup_warnings(cfg, device) if rundir.writer else []:
         warn(line)
 
     resume = checkpoint.load(rundir) if rundir.checkpoint.exists() else None

@@ -1,0 +1,165 @@
+"""One run directory -> one row of the runs table: what ran (its config.yaml, so that an
+unfinished run still has its arm and setting) and what came of it (its summary.json of any
+readable schema, how its timing went), and its val points for the curves table. Read through
+`run.rundir.RunDir`; report/load.py assembles the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from lionbench.optim.registry import OPTIMIZERS, hyperparams_of, impl_of
+from lionbench.record import RunSummary, Status
+from lionbench.report.arms import at_recipe_baseline, lr_wd
+from lionbench.run.rundir import RunDir
+
+# Summary fields copied into the runs table.
+RESULT_KEYS = (
+    "error", "steps", "diverged_at_step", "final_train_loss", "final_val_loss", "best_val_loss",
+    "loss_floor", "steps_per_s", "examples_per_s", "tokens_per_s", "opt_step_ms",
+    "peak_mem_bytes", "optimizer_state_bytes", "n_params", "train_time_s", "device",
+    "device_name", "mfu", "schema_version",
+)  # fmt: skip
+# Derived from the summary: how the run's timing went (contended, when it ran) and its identity.
+TIMING_KEYS = ("contended", "contention", "started", "ended", "identity")
+CURVE_COLUMNS = ["run_dir", "step", "loss", "time_s"]
+NUMERIC = (
+    "final_val_loss", "best_val_loss", "loss_floor", "steps_per_s", "examples_per_s",
+    "opt_step_ms", "peak_mem_bytes", "optimizer_state_bytes", "lr", "weight_decay", "ratio",
+    "train_time_s", "ratio_base_lr", "ratio_base_wd", "expected_state_bytes", "started", "ended",
+)  # fmt: skip
+
+
+def read_config(rundir: RunDir) -> tuple[dict[str, Any] | None, str | None]:
+    """(config, None), or (None, why it is not a lionbench config)."""
+    try:
+        cfg = rundir.read_config()
+        if not isinstance(cfg, dict) or not all(
+            isinstance(cfg.get(k), dict) for k in ("optim", "recipe")
+        ):
+            raise ValueError("not a lionbench config")
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return None, f"{rundir.config.name}: {e}"
+    return cfg, None
+
+
+def optimizer_name(optim: dict[str, Any]) -> str | None:
+    """`optim.name`, or for a user `_target_` optimizer without one, its class name in lower
+    case (what the registry calls it), read from the path: the report imports no user code."""
+    name = optim.get("name")
+    target = optim.get("_target_")
+    if not name and isinstance(target, str):
+        name = target.rpartition(".")[2].lower()
+    return str(name) if name else None
+
+
+def config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ran, from the config: every optimizer alike, registered or user `_target_`."""
+    o, recipe = cfg["optim"], cfg["recipe"]
+    name = optimizer_name(o)
+    spec = OPTIMIZERS.get(name) if o.get("_target_") is None else None
+    ratio_of = spec.ratio_of if spec is not None else None
+    ratio_base = lr_wd(recipe.get(ratio_of)) if ratio_of else None
+    hp = hyperparams_of(o)
+    return {
+        "recipe": recipe.get("name"),
+        "scale": cfg.get("scale"),
+        "data": (cfg.get("data") or {}).get("source"),
+        "optim": name,
+        "impl": impl_of(o),
+        "optim_target": o.get("_target_"),
+        "lr": o.get("lr"),
+        "weight_decay": o.get("weight_decay"),
+        "ratio": o.get("ratio") if ratio_of else None,
+        "hyperparams": json.dumps(hp, sort_keys=True, default=str),
+        "seed": cfg.get("seed"),
+        "batch_size": (cfg.get("train") or {}).get("batch_size"),
+        "planned_steps": (cfg.get("train") or {}).get("steps"),
+        "sched": (cfg.get("sched") or {}).get("name"),
+        "sweep_name": cfg.get("sweep_name"),
+        "recipe_baseline": at_recipe_baseline(
+            recipe, name or "", o.get("lr"), o.get("weight_decay"), hp
+        ),
+        "ratio_base_lr": ratio_base[0] if ratio_base else None,
+        "ratio_base_wd": ratio_base[1] if ratio_base else None,
+    }
+
+
+def summary_columns(rundir: RunDir) -> dict[str, Any]:
+    """What came of a run, from its summary.json of any readable schema. No summary: the run
+    is unfinished (`partial`); a still-`running` one is too, since nothing is final yet."""
+    name = rundir.summary.name
+    try:
+        data = json.loads(rundir.summary.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        summary = RunSummary.from_dict(data)
+    except FileNotFoundError:
+        return {"status": Status.PARTIAL.value, "error": f"no {name} (unfinished run)"}
+    except (OSError, ValueError, TypeError) as e:
+        return {"status": Status.CORRUPT.value, "error": f"{name}: {e}"}
+    row = {key: getattr(summary, key) for key in RESULT_KEYS}
+    # the bytes the run's implementation should hold (newer summaries): the state claim's check
+    row["expected_state_bytes"] = getattr(summary, "expected_state_bytes", None) or (
+        summary.extra or {}
+    ).get("expected_state_bytes")
+    status = Status.PARTIAL if summary.status == Status.RUNNING else summary.status
+    if status == Status.CORRUPT and not row["error"]:
+        row["error"] = f"{name}: unknown status {data.get('status')!r}"
+    loss = summary.final_val_loss
+    if status == Status.COMPLETED and not (isinstance(loss, int | float) and math.isfinite(loss)):
+        # no finite result: a diverged run as far as any comparison goes, and a problem row
+        status = Status.DIVERGED
+        row["error"] = f"completed with final val loss {loss!r}: counted as diverged"
+    row["status"] = status.value
+    row.update(
+        contended=summary.timing_contended,
+        contention=summary.timing_note,
+        started=epoch(summary.started_at),
+        ended=epoch(summary.ended_at),
+    )
+    return row
+
+
+def epoch(stamp: Any) -> float | None:
+    """An ISO 8601 time of a summary as seconds since the epoch (None: unknown)."""
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def val_points(rundir: RunDir) -> tuple[list[dict[str, Any]], str | None]:
+    """A run's val points, or why its metrics.jsonl cannot be read (a record whose step or time
+    is not a number: the run is then reported corrupt, not plotted). A torn last line (a killed
+    writer) is skipped by `read_metrics`."""
+    d, points = rundir.path, []
+    for n, r in enumerate(rundir.read_metrics(), 1):
+        if not isinstance(r, dict) or r.get("split") != "val":
+            continue
+        if not isinstance(r.get("loss"), int | float):
+            continue
+        step, time_s = r.get("step"), r.get("time_s")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            return [], f"{rundir.metrics.name} record {n}: step {step!r} is not an integer >= 0"
+        if time_s is not None and (isinstance(time_s, bool) or not isinstance(time_s, int | float)):
+            return [], f"{rundir.metrics.name} record {n}: time_s {time_s!r} is not a number"
+        points.append({"run_dir": str(d), "step": step, "loss": r["loss"], "time_s": time_s})
+    return points, None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"train.batch_size": 8, ...}, the keys `--by` names."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
