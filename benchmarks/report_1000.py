@@ -76,6 +76,7 @@ def write_runs(root: Path, n_runs: int) -> None:
             "peak_mem_bytes": 1e9,
             "optimizer_state_bytes": 3.5e6 if ratio else 7e6,
             "n_params": 875264,
+            "config": cfg,  # as the runner writes it: the report then reads no YAML
         }
         (d / "summary.json").write_text(json.dumps(summary))
 

@@ -47,7 +47,8 @@ def interval(hits: int, n: int) -> str:
 
 
 def verdicts(runs: pd.DataFrame, k: int) -> pd.DataFrame:
-    from lionbench.report.verdicts import compare_arms, run_values
+    from lionbench.report.values import run_values
+    from lionbench.report.verdicts import compare_arms
 
     cands = [f"cand {j}" for j in range(1, k + 1)]
     return compare_arms(run_values(runs, NO_CURVES, []), "base", cands)

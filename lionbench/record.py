@@ -217,6 +217,9 @@ class RunSummary:
     first_batch_hash: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     data_info: dict[str, Any] = field(default_factory=dict)
+    # the resolved config, as config.yaml holds it: one file says what ran and what came of it
+    # (the report reads it here; 1,000 YAML parses were its largest cost)
+    config: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer writer, kept as read
 

@@ -328,7 +328,7 @@ COMMAND_CASES = {
     ),
     "usage: unknown command": (
         lambda t: ["trian"],
-        "No such command 'trian' (commands: run, sweep, report, list, prepare, bench, study)",
+        "No such command 'trian' (commands: run, sweep, report, plan, list, prepare, bench, study)",
     ),
     # sweep
     "sweep: non-finite ratio": (

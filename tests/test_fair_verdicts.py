@@ -10,13 +10,15 @@ import shutil
 from datetime import datetime, timezone
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import cli_inprocess
 from test_report import ADAMW, one_setting, write_run
 
 from lionbench import report as report_mod
 from lionbench.record import Status
-from lionbench.report.stats import compare, exact_can_decide, t_needed, t_power
+from lionbench.report.power import t_needed, t_power
+from lionbench.report.stats import compare, exact_can_decide
 
 CLOCK = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()
 
@@ -95,6 +97,17 @@ def test_contended_runs_leave_the_speed_verdicts_with_one_line(tmp_path):
     assert loss["n"] == 6  # losses do not depend on the machine
 
 
+def test_a_speed_claim_with_every_lion_run_contended_says_why_it_is_not_judged(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "adamw", 3e-3, 0.1, seed, summary=timed(200 * seed))
+        write_run(tmp_path, "lion", 1e-3, 0.3, seed, ratio=3,
+                  summary=timed(200 * seed + 100, True, 4.0))  # fmt: skip
+    claims = one_setting(tmp_path).claims.set_index("claim")
+    speed = claims.loc["steps/s higher than AdamW (paper: 2-15%)"]
+    assert speed["verdict"] == "not enough data"
+    assert speed["evidence"].startswith("no steps/s of Lion to compare: contended runs")
+
+
 def test_arms_run_one_after_another_get_no_speed_verdict(tmp_path):
     """`run -m optim=lion,adamw seed=...` used to run each arm as one block."""
     for seed in range(6):
@@ -161,15 +174,47 @@ def test_the_headline_is_one_short_line_per_candidate_counting_pairs(tmp_path):
     for seed in range(3):
         write_run(tmp_path, "adamw", 3e-3, 0.1, seed, loss=4.0 + 0.01 * seed)
         write_run(tmp_path, "adamw", 6e-3, 0.1, seed, loss=3.9 + 0.012 * seed)
-        write_run(tmp_path, "lion", 1e-3, 0.3, seed, ratio=3, loss=3.8 + 0.011 * seed)
+        write_run(tmp_path, "lion", 1e-3, 0.3, seed, ratio=3, loss=3.6 + 0.011 * seed)
         write_run(tmp_path, "lion", 3e-4, 1.0, seed + 1, ratio=10, loss=3.7)
     lines = report_mod.headline(one_setting(tmp_path)).splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith("gpt2 smoke: lion r=10 vs adamw lr=0.003 wd=0.1: final val loss")
-    assert lines[1].startswith("gpt2 smoke: lion r=3 vs adamw lr=0.003 wd=0.1")
+    assert len(lines) == 3  # other optimizers first, each by its loss: the best arm leads
+    assert lines[0].startswith("gpt2 smoke: lion r=3 vs adamw lr=0.003 wd=0.1: final val loss")
+    assert lines[1].startswith("gpt2 smoke: lion r=10 vs adamw lr=0.003 wd=0.1")
     assert lines[2].startswith("gpt2 smoke: adamw lr=0.006 wd=0.1 vs")  # the baseline's own last
-    assert "n=2 pairs" in lines[0] and "n=3 pairs" in lines[1]
+    assert "n=3 pairs" in lines[0] and "n=2 pairs" in lines[1]
     assert all(len(line) < 260 for line in lines)
+
+
+def test_steps_read_on_the_eval_grid_are_not_known_exactly_apart():
+    """Three seeds each reaching the target at the same evals (150 and 200, evals every 50):
+    the crossing lies somewhere in the 50 steps before, so a ratio of 1.33 is not decided from
+    3 pairs; with 5 it is. Unrounded values with no spread would be decided at once."""
+    w = (np.full(3, 50.0), np.full(3, 50.0))
+    r = compare(np.full(3, 150.0), np.full(3, 200.0), "ratio", 1, w)
+    assert r.p > 0.05 and r.low < 1.0 < r.high and r.sd > 0.1
+    assert compare(np.full(3, 150.0), np.full(3, 200.0), "ratio").p == 0.0  # no grid: exact
+    w5 = (np.full(5, 50.0), np.full(5, 50.0))
+    assert compare(np.full(5, 150.0), np.full(5, 200.0), "ratio", 1, w5).p < 0.05
+
+
+def test_the_resolution_of_steps_to_target_is_the_gap_to_the_eval_before(tmp_path):
+    from lionbench.report.values import first_hits
+
+    curves = pd.DataFrame(
+        {"run_dir": ["a"] * 4 + ["b"] * 2, "step": [0, 50, 100, 150, 0, 30],
+         "time_s": [0.0, 1.0, 2.0, 3.0, 0.0, 0.5], "loss": [5, 4, 3, 2, 5, 2.5]}
+    )  # fmt: skip
+    hits = first_hits(curves, 3.0)
+    assert hits.loc["a", "step"] == 100 and hits.loc["a", "step_res"] == 50
+    assert hits.loc["a", "time_res"] == pytest.approx(1.0)
+    assert hits.loc["b", "step"] == 30 and hits.loc["b", "step_res"] == 30
+    assert first_hits(curves, 5.0).loc["a", "step_res"] == 0  # at the first eval: exact
+
+
+def test_a_ratio_judged_by_the_sign_test_is_never_below_zero():
+    r = compare(np.full(3, 100.0), np.full(3, math.inf), "ratio")  # never reached: +inf
+    assert r.method == "sign test" and r.estimate == math.inf
+    assert r.low == 0.0 and r.high == math.inf
 
 
 def test_every_claim_names_the_evidence_it_rests_on(tmp_path):

@@ -287,6 +287,25 @@ def test_a_summary_of_an_unknown_schema_is_corrupt_listed_and_not_counted(tmp_pa
     assert problems.loc[str(broken), "error"].startswith("config.yaml:")
 
 
+def test_the_config_in_the_summary_is_read_and_config_yaml_only_for_runs_without_it(tmp_path):
+    """Runs written since the summary gained `config` carry their config there (one JSON read
+    per run); a run from before, or one whose summary lacks it, is read from config.yaml."""
+    new = write_run(tmp_path, "adamw", 3e-3, 0.1, 0)
+    old = write_run(tmp_path, "adamw", 3e-3, 0.1, 1)
+    cfg = yaml.safe_load((new / "config.yaml").read_text())
+    data = json.loads((new / "summary.json").read_text())
+    (new / "summary.json").write_text(json.dumps({**data, "config": cfg}))
+    (new / "config.yaml").write_text("optim: [not read")  # the summary's copy is the one read
+    runs, _ = report_mod.load_runs([tmp_path])
+    runs = runs.set_index("run_dir")
+    assert set(runs["status"]) == {"completed"}
+    assert runs.loc[str(new), "lr"] == runs.loc[str(old), "lr"] == 3e-3
+    assert runs.loc[str(new), "identity"] != runs.loc[str(old), "identity"]  # seeds 0 and 1
+    (old / "config.yaml").write_text("optim: [unclosed")  # no copy in its summary: corrupt
+    runs, _ = report_mod.load_runs([tmp_path])
+    assert runs.set_index("run_dir").loc[str(old), "status"] == "corrupt"
+
+
 def test_a_results_directory_of_only_unreadable_configs_is_listed_not_a_crash(tmp_path):
     d = tmp_path / "gpt2" / "broken"
     d.mkdir(parents=True)
@@ -468,6 +487,65 @@ def test_curve_panels_are_train_loss_val_loss_and_top1_where_logged():
     )
     assert panels(c) == [("train", "loss"), ("val", "loss"), ("val", "top1")]
     assert panels(c.drop(columns=["top1"])) == [("train", "loss"), ("val", "loss")]
+
+
+@pytest.fixture
+def sweep_runs(tmp_path: Path) -> Path:
+    """AdamW at two lrs and Lion at two ratios, two seeds: all four plots of a setting."""
+    for seed in (0, 1):
+        write_run(tmp_path, "adamw", 3e-3, 0.1, seed, loss=4.0 + 0.01 * seed)
+        write_run(tmp_path, "adamw", 6e-3, 0.1, seed, loss=3.9 + 0.01 * seed)
+        for ratio in (3, 10):
+            write_run(tmp_path, "lion", 3e-3 / ratio, 0.1 * ratio, seed, ratio=ratio,
+                      loss=3.8 + 0.01 * ratio + 0.02 * seed)  # fmt: skip
+    return tmp_path
+
+
+def test_plot_workers_draw_the_same_figures_as_this_process(sweep_runs, tmp_path, monkeypatch):
+    outs = {}
+    for workers in ("0", "2"):
+        monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", workers)
+        outs[workers] = tmp_path / f"out-{workers}"
+        (setting,) = report_mod.report([sweep_runs / "gpt2"], outs[workers], [], [], quiet=True)
+        assert list(setting.plots) == [
+            "curves by step", "curves by training time (s)", "lr sensitivity", "ratio sweep"
+        ]  # fmt: skip
+        assert all(p.parent == outs[workers] and p.is_file() for p in setting.plots.values())
+    here, there = (sorted(p.name for p in outs[w].glob("*.png")) for w in ("0", "2"))
+    assert here == there and len(here) == 4
+    for name in here:  # the same picture, pixel for pixel
+        assert (outs["0"] / name).read_bytes() == (outs["2"] / name).read_bytes(), name
+
+
+def test_a_plot_worker_that_fails_leaves_its_figures_to_the_report(sweep_runs, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    from lionbench.report import figures
+
+    monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", "2")
+    monkeypatch.setattr(figures, "WORKER", ["-c", "import sys; sys.exit(1)"])
+    out = tmp_path / "out"
+    (setting,) = report_mod.report([sweep_runs / "gpt2"], out, [], [], quiet=True)
+    assert len(setting.plots) == 4 and all(p.is_file() for p in setting.plots.values())
+    assert len(list(out.glob("*.svg"))) == 4
+
+
+def test_plot_workers_that_get_no_figures_are_stopped(tmp_path, monkeypatch):
+    """A report that fails before its plots (a --baseline no run used) leaves no worker."""
+    from lionbench.report import figures
+
+    started: list = []
+    real = figures.PlotWorkers.add
+
+    def add(self, n=1):
+        real(self, n)
+        started[:] = self.procs
+
+    monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", "2")
+    monkeypatch.setattr(figures.PlotWorkers, "add", add)
+    write_run(tmp_path, "adamw", 3e-3, 0.1, 0)
+    with pytest.raises(UserError, match="unknown --baseline"):
+        report_mod.report([tmp_path], tmp_path / "out", [], [], quiet=True, baseline="nonesuch")
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
 
 
 def test_the_lr_plot_draws_one_line_per_arm_family_not_per_optimizer():

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 from helpers import metrics, run_dirs, run_inprocess, summary
 
 SUMMARY_KEYS = {
@@ -62,6 +63,7 @@ def test_run_directory_contract(pair):
         assert d.parent.name == "gpt2" and d.name.startswith(f"smoke-{optim}-")
         cfg_text = (d / "config.yaml").read_text()
         assert "optim:" in cfg_text and "${" not in cfg_text  # resolved
+        assert s["config"] == yaml.safe_load(cfg_text)  # the summary says what ran, too
         records = metrics(d)
         train = [r for r in records if r["split"] == "train"]
         val = [r for r in records if r["split"] == "val"]

@@ -23,6 +23,7 @@ from lionbench.commands.sweep import Request
 from lionbench.report import claims as claims_mod
 from lionbench.report import conditions
 from lionbench.report import studies as studies_mod
+from lionbench.report.values import SeedValue
 from lionbench.run import launch
 from lionbench.run.rundir import RunDir
 
@@ -227,7 +228,9 @@ def null_draw(rng: np.random.Generator, n: int) -> dict[str, dict]:
     """Four conditions of n seeds with a shared seed term and no effect anywhere."""
     shared = rng.standard_normal(n)
     return {
-        f"{o} {part}": {s: (3 + shared[s] + 0.3 * rng.standard_normal(), False) for s in range(n)}
+        f"{o} {part}": {
+            s: SeedValue(3 + shared[s] + 0.3 * rng.standard_normal(), False) for s in range(n)
+        }
         for o in ("lion", "adamw")
         for part in ("reference", "variant")
     }

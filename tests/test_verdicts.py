@@ -28,7 +28,8 @@ from lionbench.report.stats import (
     sign_p,
 )
 from lionbench.report.targets import default_targets
-from lionbench.report.verdicts import compare_arms, run_values
+from lionbench.report.values import run_values
+from lionbench.report.verdicts import compare_arms
 
 AA_SEEDS = 12
 PLANTED_SEEDS = 6

@@ -22,7 +22,8 @@ from lionbench.record import Status
 from lionbench.report.arms import DEFAULT_BASELINE, choose_baseline
 from lionbench.report.claims import lion_claims
 from lionbench.report.targets import default_targets, target_table
-from lionbench.report.verdicts import compare_arms, run_values
+from lionbench.report.values import run_values
+from lionbench.report.verdicts import compare_arms
 
 RATIO_COLUMNS = ("steps_per_s", "examples_per_s", "opt_step_ms", "optimizer_state_mb",
                  "peak_mem_mb")  # fmt: skip

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lionbench.report.verdicts import compare_arms, describe, seed_order
+from lionbench.report.values import seed_order
+from lionbench.report.verdicts import compare_arms, describe
 
 CLAIM_COLUMNS = ["claim", "verdict", "evidence", "rests_on"]
 Claim = tuple[str, str, str, str]
@@ -125,8 +126,13 @@ def speed_claim(values: pd.DataFrame, adamw: str, arms: list[str]) -> Claim:
     comps = compare_arms(v, adamw, arms)
     lion_sps = v.loc[v["optim"] == "lion", "value"].mean()
     adamw_sps = v.loc[v["arm"] == adamw, "value"].mean()
-    head = f"Lion {lion_sps:.4g} vs AdamW {adamw_sps:.4g} steps/s (means); paired: "
     basis = rests_on(v, adamw, arms) + " (uncontended runs only)"
+    missing = [who for who, sps in (("Lion", lion_sps), ("AdamW", adamw_sps)) if sps != sps]
+    if missing:
+        why = (f"no steps/s of {' or '.join(missing)} to compare: contended runs and runs with no "
+               "timed step are left out (the warnings name them)")  # fmt: skip
+        return SPEED, "not enough data", why, basis
+    head = f"Lion {lion_sps:.4g} vs AdamW {adamw_sps:.4g} steps/s (means); paired: "
     return SPEED, combine(comps), head + evidence(comps), basis
 
 

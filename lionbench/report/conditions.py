@@ -14,16 +14,17 @@ import numpy as np
 
 from lionbench.report.claims import BATCH, BETAS, SCHEDULE, Claim
 from lionbench.report.stats import verdict
-from lionbench.report.verdicts import Seeds, comparison_row, describe
+from lionbench.report.values import Seeds, SeedValue
+from lionbench.report.verdicts import comparison_row, describe
 
 
 def gap(a: Seeds, b: Seeds) -> Seeds:
     """Per seed a - b (infinities kept; inf - inf, no information, drops the seed)."""
     out: Seeds = {}
     for seed in set(a) & set(b):
-        d = a[seed][0] - b[seed][0]
+        d = a[seed].value - b[seed].value
         if not math.isnan(d):
-            out[seed] = (d, a[seed][1] or b[seed][1])
+            out[seed] = SeedValue(d, a[seed].diverged or b[seed].diverged)
     return out
 
 
@@ -92,7 +93,9 @@ def betas_claim(study: dict[str, Any], c: dict[str, Seeds]) -> Claim:
     """Lion at an aggressive lr with (0.95, 0.98) against its default betas, by seed (a
     diverged seed's loss is +inf, so divergences decide through the sign test)."""
     row = paired("betas", c["lion reference"], c["lion variant"])
-    diverged = {k: sum(d for _, d in c[f"lion {k}"].values()) for k in ("reference", "variant")}
+    diverged = {
+        k: sum(v.diverged for v in c[f"lion {k}"].values()) for k in ("reference", "variant")
+    }
     text = (
         f"at {study['aggressive_lr_factor']:g}x Lion's best lr, final val loss with (0.95, 0.98) "
         f"minus with {tuple(study['reference']['lion_betas'])}: {describe(row, False)}; "
@@ -102,5 +105,5 @@ def betas_claim(study: dict[str, Any], c: dict[str, Seeds]) -> Claim:
 
 
 def mean(seeds: Seeds) -> float:
-    v = np.array([x for x, _ in seeds.values()], float)
+    v = np.array([x.value for x in seeds.values()], float)
     return float(np.mean(v)) if len(v) else math.nan

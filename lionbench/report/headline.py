@@ -20,7 +20,7 @@ HEADLINE_METRICS = ("final_val_loss", "steps_to_target")
 
 
 def headlines(s: Setting) -> list[str]:
-    """One short line per candidate (up to 4, other optimizers first): `gpt2 smoke: lion r=3 vs
+    """One short line per candidate (up to 4, in `headline_order`): `gpt2 smoke: lion r=3 vs
     adamw lr=0.003 wd=0.1: final val loss -0.021 [-0.030, -0.012], p=0.003, n=6 pairs (better);
     steps to 1.6 0.82x [...] (better)`; then how many arms the table has besides."""
     head, parts, more = verdict_parts(s)
@@ -54,13 +54,28 @@ def verdict_parts(
         return head, [f"{s.baseline} is the only arm"], None
     tightest = c["target"].min()
     keep = c["metric"].isin(HEADLINE_METRICS) & (c["target"].isna() | (c["target"] == tightest))
-    arms = list(dict.fromkeys(c["arm"]))
+    arms = headline_order(s, list(dict.fromkeys(c["arm"])))
     parts = []
     for arm in arms[:limit]:
         rows = c[keep & (c["arm"] == arm)]
         said = "; ".join(describe(r) for _, r in rows.iterrows())
         parts.append(f"{arm} vs {s.baseline}: {said}" if vs else f"{arm}: {said}")
     return head, parts, len(arms) - limit
+
+
+def headline_order(s: Setting, arms: list[str]) -> list[str]:
+    """The candidates a reader looks for first: other optimizers before the baseline's own
+    other settings, each by its mean final val loss (its best setting first: in a sweep the
+    tuned arm, not the grid's edges)."""
+    o = s.optimizers.set_index("arm")
+    base_optim = o["optim"].get(s.baseline)
+    loss = pd.to_numeric(o["final_val_loss"], errors="coerce")
+
+    def key(arm: str) -> tuple[bool, float]:
+        value = loss.get(arm, math.nan)
+        return (o["optim"].get(arm) == base_optim, math.inf if value != value else float(value))
+
+    return sorted(arms, key=key)
 
 
 def overview(settings: list[Setting]) -> pd.DataFrame:
@@ -121,3 +136,6 @@ def _estimate(r: pd.Series, ratio: bool) -> str:
     med = " (median)" if r["method"] == "sign test" else ""
     bounds = f"[{effect_text(r['low'], ratio)}, {effect_text(r['high'], ratio)}]"
     return f"{effect_text(r['estimate'], ratio)} {bounds}{med}"
+
+
+# END

@@ -28,8 +28,7 @@ from lionbench.report.rows import (
     TIMING_KEYS,
     config_columns,
     flatten,
-    read_config,
-    summary_columns,
+    read_run,
     val_points,
 )
 from lionbench.run.rundir import NOT_STARTED_FIX, RunDir, find_run_dirs
@@ -47,13 +46,13 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
             raise UserError(f"results directory {root} does not exist")
     for d in find_run_dirs(roots):
         rundir = RunDir(d)
-        cfg, error = read_config(rundir)
+        cfg, error, result = read_run(rundir)
         if cfg is None:
             rows.append({"run_dir": str(d), "status": Status.CORRUPT.value, "error": error})
             continue
         flat = flatten(cfg)
         keys.update(flat)
-        row = {"run_dir": str(d), **config_columns(cfg), **summary_columns(rundir)}
+        row = {"run_dir": str(d), **config_columns(cfg), **result}
         row.update({key: str(flat.get(key)) for key in by})
         if isinstance(row.get("device"), str):  # the hash that names the run's directory
             row["identity"] = digest(identity(cfg, row["device"]))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from lionbench.errors import UserError
-from lionbench.report.stats import t_needed
+from lionbench.report.power import t_needed
 from lionbench.report.verdicts import METRICS
 
 if TYPE_CHECKING:

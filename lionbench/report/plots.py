@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lionbench.optim.registry import OPTIMIZERS
+from lionbench.report.rows import metrics_of
 from lionbench.run.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -31,11 +32,11 @@ NOT_METRICS = {"step", "split", "time_s", "examples", "lr", "loss", "ppl"}  # pp
 
 def t_half(std: float, n: int) -> float:
     """Half-width of the 95% t-interval of a mean of n values (0 for one value: no band)."""
-    from scipy import stats as sps
+    from scipy import special
 
     if n < 2 or not math.isfinite(std):
         return 0.0
-    return float(sps.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
+    return float(special.stdtrit(n - 1, 1 - ALPHA / 2)) * std / math.sqrt(n)
 
 
 def ci_band(g: pd.DataFrame, value: str, by: str = "step") -> pd.DataFrame:
@@ -69,18 +70,12 @@ def plot_names(settings: Iterable[Setting]) -> list[str]:
     return unique_slugs(s.label for s in settings)
 
 
-def make_all_plots(settings: list[Setting], out: Path) -> None:
-    """Every setting's plots, each file named by the setting's label."""
-    for s, name in zip(settings, plot_names(settings), strict=True):
-        make_plots(s, out, name)
-
-
 def run_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
     """Every train and val record of the runs (split, step, time_s, loss, top1, ...)."""
     rows = [
         {"run_dir": d, **r}
         for d in run_dirs
-        for r in RunDir(Path(d)).read_metrics()
+        for r in metrics_of(RunDir(Path(d)))
         if r.get("split") in ("train", "val")
     ]
     return pd.DataFrame(rows, columns=None if rows else ["run_dir", "split", "step", "loss"])
@@ -97,30 +92,6 @@ def panels(c: pd.DataFrame) -> list[tuple[str, str]]:
         if pd.to_numeric(val[col], errors="coerce").notna().any():
             out.append(("val", col))
     return out
-
-
-def make_plots(s: Setting, out: Path, name: str | None = None) -> None:
-    """curves_step_<name>, curves_time_<name>, lr_sensitivity_<name> (2+ lrs of an optimizer)
-    and ratio_sweep_<name> (2+ ratios), each .png and .svg."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    name = name or slug(s.label)
-    done = s.runs[s.runs["status"] == "completed"]
-    if done.empty:
-        return
-    c = run_curves(done["run_dir"]).merge(done[["run_dir", "arm"]], on="run_dir")
-    if not c.empty:
-        floor = done["loss_floor"].dropna()
-        for axis in ("step", "time"):
-            curve_figure(s, c, floor, axis, out / f"curves_{axis}_{name}")
-    if (
-        s.optimizers["lr"].notna().any()
-        and s.optimizers.groupby("optim")["lr"].nunique().max() >= 2
-    ):
-        lr_plot(s, out / f"lr_sensitivity_{name}")
-    if not s.sweep.empty and s.sweep.groupby("family").size().max() >= 2:
-        sweep_plot(s, out / f"ratio_sweep_{name}")
 
 
 def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path: Path) -> None:
@@ -153,7 +124,7 @@ def curve_figure(s: Setting, c: pd.DataFrame, floor: pd.Series, axis: str, path:
         f"{s.label}\nmean over seeds, band: 95% CI of the mean (t); baseline dashed", fontsize=10
     )
     handles, labels = axes[0][0].get_legend_handles_labels()
-    save(fig, path, s, f"curves by {xlabel}", (handles, labels))
+    save(fig, path, (handles, labels))
 
 
 def zoom(ax: Any, values: pd.Series, loss: bool) -> None:
@@ -203,6 +174,7 @@ def mark_best(ax: Any, x: float, y: float, text: str, color: str) -> None:
 def lr_plot(s: Setting, path: Path) -> None:
     """Final val loss against lr for each optimizer (Lion and AdamW alike), best of each marked."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     opt = s.optimizers[s.optimizers["n"] > 0]
@@ -215,10 +187,11 @@ def lr_plot(s: Setting, path: Path) -> None:
             b = clean.loc[clean["final_val_loss"].idxmin()]
             mark_best(ax, b["lr"], b["final_val_loss"], f"best {line}: lr={b['lr']:.3g}", color)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels: the decades
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("final val loss")
     ax.set_title(f"lr sensitivity: final val loss vs lr\n{s.label}", fontsize=10)
-    save(fig, path, s, "lr sensitivity")
+    save(fig, path)
 
 
 def lr_line(arm: str) -> str:
@@ -257,7 +230,7 @@ def sweep_plot(s: Setting, path: Path) -> None:
     ax.set_xlabel(f"ratio r  ({ratio_rule(s.sweep['optim'].iloc[0])})")
     ax.set_ylabel("final val loss")
     ax.set_title(f"lr/wd ratio sweep\n{s.label}", fontsize=10)
-    save(fig, path, s, "ratio sweep")
+    save(fig, path)
 
 
 def ratio_rule(optim: str) -> str:
@@ -267,9 +240,9 @@ def ratio_rule(optim: str) -> str:
     return f"{optim} lr = {base} lr / r, wd = {base} wd × r"
 
 
-def save(fig: Any, path: Path, s: Setting, title: str, legend: Any = None) -> None:
+def save(fig: Any, path: Path, legend: Any = None) -> None:
     """Legend (below the panels when given), grid, layout, PNG and SVG, close: one place so
-    every plot looks alike. The PNG is what the HTML embeds; `Setting.plots` records it."""
+    every plot looks alike. The PNG is what the HTML embeds."""
     import matplotlib.pyplot as plt
 
     for ax in fig.axes:
@@ -287,4 +260,3 @@ def save(fig: Any, path: Path, s: Setting, title: str, legend: Any = None) -> No
     fig.savefig(png, dpi=130)
     fig.savefig(path.parent / f"{path.name}.svg")
     plt.close(fig)
-    s.plots[title] = png

@@ -14,26 +14,27 @@ so the unit of analysis is the per-seed difference (losses) or log ratio (speeds
   target, AlgoPerf's convention): an exact two-sided sign test on the signs of the differences
   (ties, including both infinite, dropped) and the order-statistic interval for the median
   difference or ratio, both distribution-free and valid with infinities (they need 6 pairs).
+- a value read on a grid (the steps to a target: the first eval at or below it): the t-test's
+  spread is at least the rounding's, so arms whose seeds all cross between the same two evals
+  are not "known exactly" apart.
 
 Several candidate arms compared with one baseline form a family of m comparisons (per metric):
 Holm's step-down adjustment decides, intervals are simultaneous over the family (Bonferroni:
 level 1 - 0.05/m), and the seeds an unresolved comparison needs are computed at that level
-(`seeds_needed`), so that the advice holds for the family actually compared.
+(`power.seeds_needed`), so that the advice holds for the family actually compared.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
 
 ALPHA = 0.05
-POWER = 0.8  # the power the seed advice aims at
 MIN_SIGN_N = 6  # the exact two-sided sign and sign-flip tests cannot reach p < 0.05 below it
 MAX_EXACT = 16  # enumerate 2^n sign patterns up to here; above, the t-test alone
-MAX_SEEDS = 100_000  # seed advice is capped here (an effect that small is no effect)
 _SIGNS: dict[int, np.ndarray] = {}
 
 
@@ -67,13 +68,16 @@ def level(family: int) -> float:
     return ALPHA / max(family, 1)
 
 
-def paired_t(diffs: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float, float]:
+def paired_t(
+    diffs: np.ndarray, alpha: float = ALPHA, floor_sd: float = 0.0
+) -> tuple[float, float, float, float]:
     """(mean, low, high, p) of a paired t-test on finite differences, n >= 2, with a (1 -
-    alpha) interval. Equal differences (sd 0) give a degenerate interval at their mean: p 1 at
-    zero, else 0."""
+    alpha) interval. `floor_sd`: the spread the differences have at least, whatever they show
+    (values read on a grid: equal readings are not equal values). Equal differences with no
+    floor (sd 0) give a degenerate interval at their mean: p 1 at zero, else 0."""
     n = len(diffs)
     mean = float(np.mean(diffs))
-    sd = float(np.std(diffs, ddof=1))
+    sd = max(float(np.std(diffs, ddof=1)), floor_sd)
     if sd == 0.0:
         return mean, mean, mean, 1.0 if mean == 0.0 else 0.0
     se = sd / math.sqrt(n)
@@ -104,10 +108,13 @@ def exact_can_decide(n: int, family: int) -> bool:
     return n <= MAX_EXACT and 2.0 ** (1 - n) < level(family)
 
 
-def location_test(d: np.ndarray, family: int = 1) -> tuple[float, float, float, float, float]:
+def location_test(
+    d: np.ndarray, family: int = 1, floor_sd: float = 0.0
+) -> tuple[float, float, float, float, float]:
     """(mean, low, high, p_t, p_exact) of finite paired differences: the t-test (its interval
-    at the family's level) and, where it can decide, the exact sign-flip test (else nan)."""
-    mean, low, high, p_t = paired_t(d, level(family))
+    at the family's level, its spread at least `floor_sd`) and, where it can decide, the exact
+    sign-flip test (else nan)."""
+    mean, low, high, p_t = paired_t(d, level(family), floor_sd)
     if not exact_can_decide(len(d), family):
         return mean, low, high, p_t, math.nan
     return mean, low, high, p_t, flip_p(d) if d.any() else 1.0
@@ -138,51 +145,22 @@ def median_ci(values: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, f
     return median, float(x[k - 1]), float(x[n - k])
 
 
-def t_power(n: int, effect: float, alpha: float) -> float:
-    """Power of a two-sided paired t-test with n pairs at level alpha, for a true mean
-    difference of `effect` standard deviations of the differences (noncentral t)."""
-    df = n - 1
-    crit = float(special.stdtrit(df, 1 - alpha / 2))
-    nc = abs(effect) * math.sqrt(n)
-    return float(1.0 - special.nctdtr(df, nc, crit) + special.nctdtr(df, nc, -crit))
-
-
-def t_needed(effect: float, family: int = 1) -> int | None:
-    """Pairs a paired t-test needs for 80% power at the family's level, for an effect of
-    `effect` standard deviations of the differences (None: no effect to resolve)."""
-    if not math.isfinite(effect) or effect == 0.0:
-        return None
-    alpha = level(family)
-    z = float(special.ndtri(1 - alpha / 2) + special.ndtri(POWER))
-    n = max(2, math.ceil((z / abs(effect)) ** 2) - 2)  # the normal guess; t needs a few more
-    while n < MAX_SEEDS and t_power(n, effect, alpha) < POWER:
-        n += 1 if n < 200 else max(1, n // 100)
-    return min(n, MAX_SEEDS)
-
-
-def sign_needed(signs: np.ndarray, family: int = 1) -> int | None:
-    """Seeds a sign test needs to resolve the observed share of positive signs at 80% power at
-    the family's level (normal approximation; at least 6); ties are assumed to recur."""
-    nonzero = signs[signs != 0]
-    if len(nonzero) == 0:
-        return None
-    q = float((nonzero > 0).mean())
-    if q == 0.5:
-        return None
-    z_a = float(special.ndtri(1 - level(family) / 2))
-    q_eff = min(max(q, 0.02), 0.98)
-    m = (
-        (z_a * 0.5 + float(special.ndtri(POWER)) * math.sqrt(q_eff * (1 - q_eff))) / (q_eff - 0.5)
-    ) ** 2
-    return min(MAX_SEEDS, max(MIN_SIGN_N, math.ceil(m * len(signs) / len(nonzero))))
-
-
-def compare(base: np.ndarray, cand: np.ndarray, kind: str, family: int = 1) -> Result:
+def compare(
+    base: np.ndarray,
+    cand: np.ndarray,
+    kind: str,
+    family: int = 1,
+    resolution: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Result:
     """Paired comparison of candidate values with baseline values (same seeds, same order), one
     of a family of `family` comparisons.
 
     kind "difference": cand - base; "ratio": cand / base, tested on the log ratio. Values may
-    be +inf (diverged, never reached): then the sign test and the median's interval are used."""
+    be +inf (diverged, never reached): then the sign test and the median's interval are used.
+    `resolution` (baseline's, candidate's): the width of the grid each value was read on (the
+    steps to a target are known to an eval interval); the t-test's spread is then at least the
+    rounding's (`rounding_sd`), so that seeds that all cross between the same two evals do not
+    read as a difference known exactly."""
     base, cand = np.asarray(base, float), np.asarray(cand, float)
     n = len(base)
     if n < 2:
@@ -191,7 +169,8 @@ def compare(base: np.ndarray, cand: np.ndarray, kind: str, family: int = 1) -> R
         base, cand
     )):  # fmt: skip
         d = cand - base if kind == "difference" else np.log(cand) - np.log(base)
-        mean, low, high, p_t, p_exact = location_test(d, family)
+        floor = rounding_sd(base, cand, kind, resolution) if resolution is not None else 0.0
+        mean, low, high, p_t, p_exact = location_test(d, family, floor)
         # the decision: the t-test, checked by the exact test wherever that can decide
         p, method = (p_t, "paired t") if math.isnan(p_exact) else (
             max(p_t, p_exact), "paired t + sign-flip"
@@ -199,28 +178,30 @@ def compare(base: np.ndarray, cand: np.ndarray, kind: str, family: int = 1) -> R
         if kind == "ratio":
             mean, low, high = math.exp(mean), math.exp(low), math.exp(high)
             method += " on log ratio"
-        sd = float(np.std(d, ddof=1))
+        sd = max(float(np.std(d, ddof=1)), floor)
         return Result(n, mean, low, high, p, method, kind, int(np.sign(np.mean(d))), p_t,
                       p_exact, sd, family)  # fmt: skip
     signs = pair_signs(base, cand)
     effects = np.array([_effect(b, c, kind) for b, c in zip(base, cand, strict=True)])
     median, low, high = median_ci(effects, level(family))
+    if kind == "ratio":  # a ratio of non-negative values is never below 0
+        low = max(low, 0.0)
     p = sign_p(signs)
     direction = int(np.sign((signs > 0).sum() - (signs < 0).sum()))
     return Result(n, median, low, high, p, "sign test", kind, direction, p_exact=p, family=family)
 
 
-def seeds_needed(result: Result, base: np.ndarray, cand: np.ndarray) -> Result:
-    """The result with the seeds an unresolved comparison needs at 80% power in its family:
-    from the observed mean and spread of the differences (t), or from the observed share of
-    signs (sign test) of the paired values it was computed from."""
-    if result.method == "sign test":
-        signs = pair_signs(np.asarray(base, float), np.asarray(cand, float))
-        return replace(result, needed=sign_needed(signs, result.family))
-    if not math.isfinite(result.sd) or result.sd == 0.0:
-        return result
-    mean = math.log(result.estimate) if result.kind == "ratio" else result.estimate
-    return replace(result, needed=t_needed(mean / result.sd, result.family))
+def rounding_sd(
+    base: np.ndarray, cand: np.ndarray, kind: str, resolution: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """The spread a paired difference has from rounding alone: a value read on a grid of width
+    w lies anywhere in the step before it (uniform: variance w^2 / 12), for both arms; on the
+    log scale of a ratio, w / x at the middle of that step (the delta method)."""
+    (wb, wc) = (np.asarray(w, float) for w in resolution)
+    if kind == "ratio":
+        wb = wb / np.maximum(base - wb / 2, 1e-300)
+        wc = wc / np.maximum(cand - wc / 2, 1e-300)
+    return float(np.sqrt(np.mean(wb**2 + wc**2) / 12.0))
 
 
 def pair_signs(base: np.ndarray, cand: np.ndarray) -> np.ndarray:

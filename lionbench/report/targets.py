@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 from lionbench.record import Status
-from lionbench.report.verdicts import first_hits
+from lionbench.report.values import first_hits
 
 # default targets: the median run's val loss at these fractions of the evaluations
 TARGET_FRACTIONS = (0.25, 0.5, 0.75)

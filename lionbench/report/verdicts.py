@@ -1,12 +1,10 @@
-"""Per-seed values of every run and their paired comparisons: candidate arms against a baseline.
+"""Paired comparisons of candidate arms against a baseline, from the per-seed values of
+values.py, and their words.
 
-A diverged seed stays in its arm (docs/design.md, "Verdicts"): its losses are +inf (worse than
-any finite loss) and it never reaches a target (+inf steps and time, as AlgoPerf scores a run
-that misses the target), so a comparison with a divergence is decided by the sign test. Speeds
-(steps/s, optimizer step time, time to target) come only from a fair measurement: completed
-runs whose timing was not contended (loop/exposure.py), of arms whose runs were interleaved in
-time; arms run one after another, where machine drift lines up with the optimizer, get no speed
-verdict. Only seeds both arms ran are paired; the others are listed, never silently used.
+A comparison with a divergence (+inf) is decided by the sign test (stats.py). Speeds (steps/s,
+optimizer step time, time to target) are compared only between arms whose runs were interleaved
+in time; arms run one after another, where machine drift lines up with the optimizer, get no
+speed verdict. Only seeds both arms ran are paired; the others are listed, never silently used.
 """
 
 from __future__ import annotations
@@ -16,8 +14,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from lionbench.record import Status
-from lionbench.report.stats import compare, holm, seeds_needed, verdict
+from lionbench.report.power import seeds_needed
+from lionbench.report.stats import compare, holm, verdict
+from lionbench.report.values import Seeds, per_seed, seed_order
 
 # metric -> (lower is better, kind, display name)
 METRICS = {
@@ -31,70 +30,10 @@ METRICS = {
 # the metrics that are timings: judged only from a fair measurement
 SPEED_METRICS = ("steps_per_s", "opt_step_ms", "time_to_target_s")
 NOT_INTERLEAVED = "not compared: the arms ran one after another"
-VALUE_COLUMNS = ["run_dir", "arm", "optim", "seed", "diverged", "metric", "target", "value",
-                 "started", "ended"]  # fmt: skip
 COMPARISON_COLUMNS = [
     "arm", "metric", "target", "name", "n", "estimate", "low", "high", "sd", "p", "p_holm", "p_t",
     "p_exact", "family", "method", "kind", "verdict", "seeds_needed", "diverged", "unpaired",
 ]  # fmt: skip
-
-
-def first_hits(curves: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per run, the first eval (step, time_s) at or below the target. A run that never got
-    there has no row: its steps are nan, never the step budget (that would reward runs that did
-    not get there). One pass over all curves per target: 1,000 runs stay fast."""
-    hit = curves[curves["loss"] <= target].sort_values("step", kind="stable")
-    return hit.drop_duplicates("run_dir").set_index("run_dir")[["step", "time_s"]]
-
-
-def column(runs: pd.DataFrame, name: str, default: object = math.nan) -> pd.Series:
-    """A column of the runs table, or `default` for every run (tables built by hand, runs
-    written before the column existed)."""
-    return runs[name] if name in runs else pd.Series(default, index=runs.index)
-
-
-def run_values(finished: pd.DataFrame, curves: pd.DataFrame, targets: list[float]) -> pd.DataFrame:
-    """One row per run and metric (and target): the value the comparisons pair by seed.
-    `finished` holds the completed and diverged runs of one setting. A contended run has no
-    speed value (its timing was the machine's). Built from numpy columns in one go: the A/A
-    test calls this hundreds of times."""
-    diverged = (finished["status"] == Status.DIVERGED.value).to_numpy()
-    contended = column(finished, "contended", False).fillna(False).astype(bool).to_numpy()
-    unfair = diverged | contended
-    parts: list[tuple[str, float, np.ndarray]] = []
-    for col in ("final_val_loss", "best_val_loss", "steps_per_s", "opt_step_ms"):
-        v = pd.to_numeric(finished[col], errors="coerce").to_numpy(dtype=float)
-        if col.endswith("loss"):
-            v = np.where(diverged, math.inf, v)
-        else:
-            v = np.where(unfair | ~np.isfinite(v), math.nan, v)
-        parts.append((col, math.nan, v))
-    for target in targets:
-        hits = first_hits(curves, target).reindex(finished["run_dir"])
-        steps = pd.to_numeric(hits["step"], errors="coerce").to_numpy(dtype=float)
-        times = pd.to_numeric(hits["time_s"], errors="coerce").to_numpy(dtype=float)
-        parts.append(("steps_to_target", float(target), np.where(diverged | np.isnan(steps),
-                                                                   math.inf, steps)))  # fmt: skip
-        # a run that never got there took +inf time; a contended one's time is not its own
-        times = np.where(diverged | np.isnan(steps), math.inf, times)
-        parts.append(("time_to_target_s", float(target), np.where(contended, math.nan, times)))
-    k = len(parts)
-    out = pd.DataFrame(
-        {
-            "run_dir": np.tile(finished["run_dir"].to_numpy(dtype=object), k),
-            "arm": np.tile(finished["arm"].to_numpy(dtype=object), k),
-            "optim": np.tile(finished["optim"].to_numpy(dtype=object), k),
-            "seed": np.tile(finished["seed"].to_numpy(dtype=object), k),
-            "diverged": np.tile(diverged, k),
-            "metric": np.repeat([m for m, _, _ in parts], len(finished)),
-            "target": np.repeat([t for _, t, _ in parts], len(finished)),
-            "value": np.concatenate([v for _, _, v in parts]),
-            "started": np.tile(column(finished, "started").to_numpy(dtype=float), k),
-            "ended": np.tile(column(finished, "ended").to_numpy(dtype=float), k),
-        },
-        columns=VALUE_COLUMNS,
-    )
-    return out[out["value"].notna()].reset_index(drop=True)
 
 
 def compare_arms(values: pd.DataFrame, baseline: str, candidates: list[str]) -> pd.DataFrame:
@@ -171,37 +110,6 @@ def blocked_row(metric: str, target: float, arm: str) -> dict[str, object]:
     return row
 
 
-Seeds = dict[object, tuple[float, bool]]  # seed -> (value, diverged)
-
-
-def seed_order(seed: object) -> tuple[int, object]:
-    """Seeds in numeric order (10 after 9), anything else after them as text."""
-    return (0, seed) if isinstance(seed, int | float) else (1, str(seed))
-
-
-def per_seed(values: pd.DataFrame) -> dict[tuple[str, float], dict[str, Seeds]]:
-    """(metric, target; -1 for none) -> arm -> seed -> (value, diverged), in first-seen order.
-    A seed run twice: the mean of its values, diverged if either run diverged."""
-    acc: dict[tuple[str, float], dict[str, dict[object, list[tuple[float, bool]]]]] = {}
-    cols = zip(values["metric"], values["target"], values["arm"], values["seed"],
-               values["value"], values["diverged"], strict=True)  # fmt: skip
-    for metric, target, arm, seed, value, div in cols:
-        key = (str(metric), -1.0 if pd.isna(target) else float(target))
-        acc.setdefault(key, {}).setdefault(str(arm), {}).setdefault(seed, []).append(
-            (float(value), bool(div))
-        )
-    return {
-        key: {
-            arm: {
-                seed: (float(np.mean([v for v, _ in vs])), any(d for _, d in vs))
-                for seed, vs in seeds.items()
-            }
-            for arm, seeds in arms.items()
-        }
-        for key, arms in acc.items()
-    }
-
-
 def comparison_row(
     metric: str, target: float, arm: str, base: Seeds, cand: Seeds, family: int = 1
 ) -> dict:
@@ -209,10 +117,14 @@ def comparison_row(
     and `paired` (the paired values) are popped by the caller."""
     common = sorted(set(base) & set(cand), key=seed_order)
     paired = (
-        np.array([base[s][0] for s in common], float),
-        np.array([cand[s][0] for s in common], float),
+        np.array([base[s].value for s in common], float),
+        np.array([cand[s].value for s in common], float),
     )
-    result = compare(*paired, METRICS[metric][1], family)
+    resolution = (
+        np.array([base[s].resolution for s in common], float),
+        np.array([cand[s].resolution for s in common], float),
+    )
+    result = compare(*paired, METRICS[metric][1], family, resolution)
     only_b = sorted(set(base) - set(common), key=seed_order)
     only_c = sorted(set(cand) - set(common), key=seed_order)
     unpaired = "; ".join(
@@ -238,7 +150,7 @@ def comparison_row(
         "method": result.method,
         "kind": result.kind,
         "seeds_needed": None,
-        "diverged": f"{sum(cand[s][1] for s in common)}/{sum(base[s][1] for s in common)}",
+        "diverged": "/".join(str(sum(x[s].diverged for s in common)) for x in (cand, base)),
         "unpaired": unpaired,
         "result": result,
         "paired": paired,

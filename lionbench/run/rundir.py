@@ -114,14 +114,21 @@ class RunDir:
         return yaml.load(self.config.read_text(), Loader=loader)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Records of metrics.jsonl; a torn last line (a killed writer) is skipped."""
+        """Records of metrics.jsonl; a torn last line (a killed writer) is skipped. The lines
+        are parsed as one JSON array where they all parse (one call instead of one per line:
+        the report reads 50,000 lines from 1,000 runs), else line by line."""
+        try:
+            lines = [line for line in self.metrics.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+        with contextlib.suppress(ValueError):
+            records = json.loads(f"[{','.join(lines)}]")
+            if len(records) == len(lines):  # no line held two values, none spanned two
+                return records
         records = []
-        with contextlib.suppress(FileNotFoundError), self.metrics.open() as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                records.append(json.loads(line))
         return records
 
     def status(self) -> Status:

@@ -243,6 +243,7 @@ def identity_summary(cfg: dict[str, Any], device: torch.device) -> RunSummary:
         hostname=platform.node(),
         pid=os.getpid(),
         **slurm.job_info(),
+        config=cfg,
     )
     if spec.ratio_of:  # the effective ratio (lr and wd can be overridden directly)
         base = cfg["recipe"][spec.ratio_of]

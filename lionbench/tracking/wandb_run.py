@@ -243,10 +243,11 @@ class WandbLogger:
             self._fail(e)
 
     def finish(self, summary: dict[str, Any], exit_code: int) -> None:
+        """The run's summary (its config is W&B's run config already) and its exit code."""
         if self.run is None:
             return
         try:
-            self.run.summary.update(json_safe(summary))
+            self.run.summary.update(json_safe({k: v for k, v in summary.items() if k != "config"}))
             self.run.finish(exit_code=exit_code)
         except Exception as e:
             self._fail(e)
