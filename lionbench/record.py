@@ -115,7 +115,11 @@ def setting_config(cfg: dict[str, Any], optimizer_names: tuple[str, ...]) -> dic
 
 
 def digest(value: Any, length: int = 10) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+    return text_digest(json.dumps(value, sort_keys=True, default=str), length)
+
+
+def text_digest(text: str, length: int = 10) -> str:
+    """`digest` of a value already written as its canonical JSON text."""
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 

@@ -501,51 +501,14 @@ def sweep_runs(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_plot_workers_draw_the_same_figures_as_this_process(sweep_runs, tmp_path, monkeypatch):
-    outs = {}
-    for workers in ("0", "2"):
-        monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", workers)
-        outs[workers] = tmp_path / f"out-{workers}"
-        (setting,) = report_mod.report([sweep_runs / "gpt2"], outs[workers], [], [], quiet=True)
-        assert list(setting.plots) == [
-            "curves by step", "curves by training time (s)", "lr sensitivity", "ratio sweep"
-        ]  # fmt: skip
-        assert all(p.parent == outs[workers] and p.is_file() for p in setting.plots.values())
-    here, there = (sorted(p.name for p in outs[w].glob("*.png")) for w in ("0", "2"))
-    assert here == there and len(here) == 4
-    for name in here:  # the same picture, pixel for pixel
-        assert (outs["0"] / name).read_bytes() == (outs["2"] / name).read_bytes(), name
-
-
-def test_a_plot_worker_that_fails_leaves_its_figures_to_the_report(sweep_runs, tmp_path,
-                                                                   monkeypatch):  # fmt: skip
-    from lionbench.report import figures
-
-    monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", "2")
-    monkeypatch.setattr(figures, "WORKER", ["-c", "import sys; sys.exit(1)"])
+def test_a_sweep_setting_gets_its_four_plots_in_order(sweep_runs, tmp_path):
     out = tmp_path / "out"
     (setting,) = report_mod.report([sweep_runs / "gpt2"], out, [], [], quiet=True)
-    assert len(setting.plots) == 4 and all(p.is_file() for p in setting.plots.values())
+    assert list(setting.plots) == [
+        "curves by step", "curves by training time (s)", "lr sensitivity", "ratio sweep"
+    ]  # fmt: skip
+    assert all(p.parent == out and p.is_file() for p in setting.plots.values())
     assert len(list(out.glob("*.svg"))) == 4
-
-
-def test_plot_workers_that_get_no_figures_are_stopped(tmp_path, monkeypatch):
-    """A report that fails before its plots (a --baseline no run used) leaves no worker."""
-    from lionbench.report import figures
-
-    started: list = []
-    real = figures.PlotWorkers.add
-
-    def add(self, n=1):
-        real(self, n)
-        started[:] = self.procs
-
-    monkeypatch.setenv("LIONBENCH_PLOT_WORKERS", "2")
-    monkeypatch.setattr(figures.PlotWorkers, "add", add)
-    write_run(tmp_path, "adamw", 3e-3, 0.1, 0)
-    with pytest.raises(UserError, match="unknown --baseline"):
-        report_mod.report([tmp_path], tmp_path / "out", [], [], quiet=True, baseline="nonesuch")
-    assert len(started) == 2 and all(p.poll() is not None for p in started)
 
 
 def test_the_lr_plot_draws_one_line_per_arm_family_not_per_optimizer():

@@ -85,21 +85,11 @@ def settings_of(
     """(runs, curves, settings) of the run directories under `roots`: each setting's arms
     compared with optimizer `baseline`'s arm, the tuned one where a sweep or study chose it."""
     runs, curves = load_runs(roots, by)
-    return runs, curves, compared(roots, runs, curves, targets, baseline)
-
-
-def compared(
-    roots: list[Path],
-    runs: pd.DataFrame,
-    curves: pd.DataFrame,
-    targets: list[float],
-    baseline: str | None,
-) -> list[Setting]:
-    """The settings of loaded runs, their arms compared with optimizer `baseline`'s arm."""
     if baseline is not None:
         check_baseline(baseline, runs)
     name = baseline or DEFAULT_BASELINE
-    return analyse(runs, curves, targets, name, tuned_baselines(roots, runs, name))
+    settings = analyse(runs, curves, targets, name, tuned_baselines(roots, runs, name))
+    return runs, curves, settings
 
 
 def seeds_plan(
@@ -128,34 +118,17 @@ def report(
     """Read the run directories under `roots`, compare every arm with optimizer `baseline`'s
     recipe arm (default: AdamW's) and write the report to `out` (None: console only)."""
     check_options(roots, out, targets)
-    workers = None
-    if out is not None:  # the plots' processes import matplotlib while the runs are read
-        from lionbench.report.figures import start_workers
-
-        workers = start_workers()
-    try:
-        runs, curves = load_runs(roots, by)
-        if workers is not None:
-            workers.add()  # its imports run beside the comparisons
-        settings = compared(roots, runs, curves, targets, baseline)
-        confirmed = read_studies(roots, runs, curves)
-        problems = problem_table(runs)
-
-        def console() -> None:
-            if not quiet:
-                from lionbench.report.terminal import print_console
-
-                print_console(settings, problems, confirmed, runs.attrs.get("warnings", []))
-
-        if out is None:
-            console()
-            return settings
+    runs, curves, settings = settings_of(roots, targets, by, baseline)
+    confirmed = read_studies(roots, runs, curves)
+    problems = problem_table(runs)
+    if out is not None:
         from lionbench.report.figures import make_all_plots
 
         out.mkdir(parents=True, exist_ok=True)
-        make_all_plots(settings, out, workers, meanwhile=console)
+        make_all_plots(settings, out)
         render(settings, problems, runs, out, confirmed)
-    finally:
-        if workers is not None:
-            workers.close()
+    if not quiet:
+        from lionbench.report.terminal import print_console
+
+        print_console(settings, problems, confirmed, runs.attrs.get("warnings", []))
     return settings

@@ -19,7 +19,7 @@ import pandas as pd
 
 from lionbench.errors import UserError
 from lionbench.optim.registry import OPTIMIZERS
-from lionbench.record import Status, digest, identity, setting_config
+from lionbench.record import Status, digest, identity, setting_config, text_digest
 from lionbench.report.arms import arm_labels
 from lionbench.report.rows import (
     CURVE_COLUMNS,
@@ -50,10 +50,11 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
         if cfg is None:
             rows.append({"run_dir": str(d), "status": Status.CORRUPT.value, "error": error})
             continue
-        flat = flatten(cfg)
-        keys.update(flat)
         row = {"run_dir": str(d), **config_columns(cfg), **result}
-        row.update({key: str(flat.get(key)) for key in by})
+        if by:  # every dotted key, for checking --by and for the --by columns
+            flat = flatten(cfg)
+            keys.update(flat)
+            row.update({key: str(flat.get(key)) for key in by})
         if isinstance(row.get("device"), str):  # the hash that names the run's directory
             row["identity"] = digest(identity(cfg, row["device"]))
         if row["status"] == Status.PARTIAL.value and rundir.never_trained():
@@ -74,11 +75,14 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
         )
     check_by(by, keys)
     names = optimizer_names(rows)
+    seen: dict[str, tuple[str, str]] = {}  # the runs of a setting share one config: once each
     for i, cfg in configs:
-        shared = setting_config(cfg, names)
-        rows[i]["setting"] = digest(shared, 8)
-        # what the settings share, flat: labels name the keys that tell two settings apart
-        rows[i]["setting_config"] = json.dumps(flatten(shared), sort_keys=True, default=str)
+        text = json.dumps(setting_config(cfg, names), sort_keys=True, default=str)
+        if text not in seen:
+            # what the settings share, flat: labels name the keys that tell two settings apart
+            flat_text = json.dumps(flatten(json.loads(text)), sort_keys=True)
+            seen[text] = (text_digest(text, 8), flat_text)
+        rows[i]["setting"], rows[i]["setting_config"] = seen[text]
     runs = pd.DataFrame(rows)
     # every result column, even when no run has a summary yet (all unfinished or not started)
     wanted = (*RESULT_KEYS, *TIMING_KEYS)
