@@ -1,0 +1,158 @@
+"""The command line of `lionbench run`: Hydra's flags apart from config overrides, and the
+jobs a multirun describes (expanded through Hydra's own override parser). Nothing here imports
+torch or composes a config.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lionbench.errors import UserError, first_line
+
+# Hydra flags that only print or complete; they get Hydra's own handling, with no pre-check.
+PASSTHROUGH_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--cfg",
+    "-c",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--experimental-rerun",
+}
+# Hydra flags that take a value as the next argument.
+FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+OPTIONAL_VALUE_FLAGS = {"--info", "-i"}  # `--info` alone prints Hydra's default information
+FLAG_VALUES = {"--cfg": "job, hydra, all", "-c": "job, hydra, all"}
+
+
+def is_passthrough(flags: Sequence[str]) -> bool:
+    return any(f in PASSTHROUGH_FLAGS for f in flags)
+
+
+def is_multirun(flags: Sequence[str]) -> bool:
+    return "-m" in flags or "--multirun" in flags
+
+
+def config_dirs(flags: Sequence[str]) -> list[Path]:
+    """The user's config directories (`--config-dir DIR`, `-cd DIR`): searched before conf/."""
+    dirs = []
+    for i, flag in enumerate(flags):
+        value = flags[i + 1] if i + 1 < len(flags) else None
+        if flag in ("--config-dir", "-cd"):
+            if value is None:
+                raise UserError(f"{flag} needs a directory (e.g. {flag} myconf)")
+            path = Path(value).expanduser().absolute()
+            if not path.is_dir():
+                raise UserError(f"{flag} {value} is not a directory")
+            dirs.append(path)
+    return dirs
+
+
+def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra's flags (with their values) from config overrides; a flag that needs a
+    value and has none is one line here, not Hydra's argparse usage text."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in FLAGS_WITH_VALUE:
+                nxt = next(it, None)
+                if nxt is None and arg not in OPTIONAL_VALUE_FLAGS:
+                    accepted = FLAG_VALUES.get(arg, "a value")
+                    raise UserError(f"{arg} needs a value (accepted: {accepted})")
+                if nxt is not None:
+                    flags.append(nxt)
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def seeds_first(args: Sequence[str]) -> list[str]:
+    """The arguments with the `seed=` override before every other override: Hydra's basic
+    sweeper runs the cartesian product with the first override varying slowest, so a multirun
+    `optim=lion,adamw seed=0,1,2` runs seed by seed, every optimizer within each seed, never
+    one optimizer's block after the other's (machine drift over the multirun would line up with
+    the optimizer and pass for its speed). The set of runs is the same; Hydra's flags go first."""
+    flags, overrides = split_args(args)
+    seeds = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == "seed"]
+    return [*flags, *seeds, *(o for o in overrides if o not in seeds)]
+
+
+def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override lists of every job Hydra's basic sweeper would launch (the cartesian
+    product of the sweep values; one list without --multirun), through Hydra's public
+    override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as e:
+        raise UserError(_parse_error_line(parser, overrides, e)) from None
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    if not multirun:
+        if sweeps:
+            key, _, value = sweeps[0].input_line.partition("=")
+            raise UserError(
+                f"'{sweeps[0].input_line}' is a sweep over several values: add -m (--multirun); "
+                f"or quote one value that contains a comma: '{key}=\"{value}\"'"
+            )
+        return [list(overrides)]
+    axes = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise UserError(f"'{o.input_line}': only lists, choice() and range() sweep here")
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            value = o.get_value_element_as_str()
+            axes.append([key if value is None else f"{key}={value}"])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def _parse_error_line(parser: Any, overrides: list[str], e: Exception) -> str:
+    """Name the override Hydra's grammar rejects; an unquoted value with characters the
+    grammar does not take (~, non-ASCII, a space next to a quote...) gets the quoting hint."""
+    from hydra.errors import HydraException
+
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException:
+            key, sep, value = o.partition("=")
+            if not sep:
+                break
+            return (
+                f"cannot parse override '{o}': quote a value with spaces, ~, commas or non-ASCII "
+                f"characters, e.g. '{key}=\"{value}\"' (single quotes for the shell, double "
+                f"quotes for Hydra)"
+            )
+    return f"cannot parse overrides: {first_line(e)}"
