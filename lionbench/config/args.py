@@ -104,10 +104,18 @@ def seeds_first(args: Sequence[str]) -> list[str]:
     return [*flags, *seeds, *(o for o in overrides if o not in seeds)]
 
 
+def sweeper(overrides: Sequence[str]) -> str:
+    """The Hydra sweeper a multirun uses: `hydra/sweeper=NAME`, else Hydra's basic one."""
+    names = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra/sweeper=")]
+    return names[-1] if names else "basic"
+
+
 def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists of every job Hydra's basic sweeper would launch (the cartesian
-    product of the sweep values; one list without --multirun), through Hydra's public
-    override parser."""
+    """The override lists of the jobs to check before a multirun: every job Hydra's basic
+    sweeper would launch (the cartesian product of the sweep values; one list without
+    --multirun), through Hydra's public override parser. A sweeper that samples (Optuna...)
+    launches points of its own choosing: its discrete choices and both ends of each
+    `interval()` are checked (`tag()` and the rest of its grammar pass through to it)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -125,13 +133,21 @@ def expand_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
                 f"or quote one value that contains a comma: '{key}=\"{value}\"'"
             )
         return [list(overrides)]
+    sampling = sweeper(overrides) != "basic"
     axes = []
     for o in parsed:
         key = o.get_key_element()
         if o.is_sweep_override():
-            if not o.is_discrete_sweep():
-                raise UserError(f"'{o.input_line}': only lists, choice() and range() sweep here")
-            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            if o.is_discrete_sweep():
+                axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            elif sampling:  # interval(): the sweeper samples inside it; check both ends
+                axes.append([f"{key}={end!r}" for end in (o.value().start, o.value().end)])
+            else:
+                raise UserError(
+                    f"'{o.input_line}': interval() needs a sweeper that samples, e.g. "
+                    f"hydra/sweeper=optuna (pip install hydra-optuna-sweeper); the basic sweeper "
+                    f"takes lists, choice() and range()"
+                )
         else:
             value = o.get_value_element_as_str()
             axes.append([key if value is None else f"{key}={value}"])

@@ -10,9 +10,11 @@ run/runner.py, which trains or skips the run.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from lionbench import config, signals
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError, say_error
 from lionbench.recipe import load_recipe
-from lionbench.record import Status
+from lionbench.record import RunSummary, Status
 from lionbench.run import slurm
 from lionbench.run.lock import check_free
 from lionbench.run.rundir import RunDir, run_dir_path
@@ -31,7 +33,17 @@ from lionbench.run.rundir import RunDir, run_dir_path
 config.register_resolvers()
 
 
-def job(cfg: DictConfig) -> tuple[Status, int]:
+@dataclass(frozen=True)
+class Outcome:
+    """What one job ended with: its status, its exit code, and the objective a Hydra sweeper
+    optimises (`objective`)."""
+
+    status: Status
+    exit_code: int
+    objective: float
+
+
+def job(cfg: DictConfig) -> Outcome:
     """One Hydra job: one training run. Never raises for a run's own failure, so one bad run
     cannot stop a sweep; an interrupted run raises `Interrupted` (ends the whole command). A
     run refused here (its lock held, a checkpoint to delete) says so in the one error line and
@@ -42,12 +54,33 @@ def job(cfg: DictConfig) -> tuple[Status, int]:
         signals.hold_stop_signals()
         if signals.PENDING:  # stopped between jobs: start no further run
             raise Interrupted(signals.PENDING[0], 0, Path(str(cfg.results_dir)))
+    higher = False
     try:
+        higher = str(cfg.train.target_metric) in load_recipe(cfg).higher_is_better
         result = runner.run(cfg)
     except UserError as e:
         say_error(e)
-        return Status.BAD_INPUT, EXIT_BAD_INPUT
-    return result.status, result.exit_code
+        return Outcome(Status.BAD_INPUT, EXIT_BAD_INPUT, objective(None, cfg, higher))
+    return Outcome(result.status, result.exit_code, objective(result.summary, cfg, higher))
+
+
+def objective(summary: RunSummary | None, cfg: DictConfig, higher_is_better: bool) -> float:
+    """What a Hydra sweeper that optimises a return value (Optuna...) gets from a run: the final
+    eval value of `train.target_metric` (val loss by default: minimise; a higher-is-better
+    metric such as top1: set hydra.sweeper.direction=maximize). A run that diverged, failed or
+    was refused gets the worst value for the metric's direction (+inf, or -inf for a
+    higher-is-better one), so the sweep goes on and never picks it; a finished run that is
+    skipped gets its recorded value."""
+    worst = -math.inf if higher_is_better else math.inf
+    if summary is None or summary.status != Status.COMPLETED:
+        return worst
+    metric = str(cfg.train.target_metric)
+    ema = metric.startswith("ema_")
+    values = (summary.final_ema_val_metrics if ema else summary.final_val_metrics) or {}
+    value = values.get(metric[4:] if ema else metric)
+    if not isinstance(value, int | float) or math.isnan(value):
+        return worst
+    return float(value)
 
 
 def precheck(args: list[str]) -> list[DictConfig] | None:
@@ -125,17 +158,17 @@ def hydra_argv(args: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
-def launch(args: list[str]) -> list[tuple[Status, int]]:
+def launch(args: list[str]) -> list[Outcome]:
     """Run the jobs through Hydra's main; returns the outcomes of the jobs run in this process
     (none when a launcher ran them in other processes, or for print-only flags)."""
-    outcomes: list[tuple[Status, int]] = []
+    outcomes: list[Outcome] = []
 
     @hydra.main(
         config_path=str(config.CONF_DIR), config_name=config.CONFIG_NAME, version_base="1.3"
     )
-    def hydra_job(cfg: DictConfig) -> int:
+    def hydra_job(cfg: DictConfig) -> float:
         outcomes.append(job(cfg))
-        return outcomes[-1][1]
+        return outcomes[-1].objective  # what a sweeper optimises; the exit code comes from main
 
     with hydra_argv(args):
         hydra_job()
@@ -189,9 +222,9 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
     if checked is None:  # --cfg, --help, ...: Hydra printed, nothing ran
         return EXIT_OK
     if not config.is_multirun(config.split_args(args)[0]):
-        return outcomes[0][1] if outcomes else EXIT_OK
+        return outcomes[0].exit_code if outcomes else EXIT_OK
     if outcomes:
-        statuses = [status for status, _ in outcomes]
+        statuses = [o.status for o in outcomes]
     else:  # the launcher ran the jobs in other processes: read their run directories
         statuses = [RunDir(d).status() for _, d in run_dirs(checked)]
     return EXIT_FAILED if any(s.problem for s in statuses) else EXIT_OK
