@@ -3,12 +3,17 @@
 The hand loop builds the same parts the way a user would by hand (the recipe's model class from
 `lionbench.recipes`, the same seeded builtin batches, batch size, precision, torch.compile and
 optimizer, the same clipping and schedule) and does forward, backward, clip, step, schedule,
-zero_grad per step with nothing else: no loss accumulation, no logging, no timers. Both are timed
-over the same steps after the same warmup (a device synchronize at both edges), each in a fresh
-process, interleaved over repeats; the medians and their ratio are printed (docs/design.md,
-metric definitions: steps/s over the timed window).
+zero_grad per step with nothing else: no loss accumulation, no logging, no timers: nanoGPT's
+`train.py` reduced to its iteration (tests/test_nanogpt_parity.py shows that the GPT-2 recipe's
+model, batches, schedule and AdamW compute what a nanoGPT-style loop computes, bit for bit).
+Both are timed over the same steps after the same warmup (a device synchronize at both edges),
+each in a fresh process, interleaved over repeats (the order rotated by one arm per repeat);
+the medians, the time per iteration and the ratios to the hand loop are printed (docs/design.md,
+metric definitions: steps/s over the timed window). `--variant OVERRIDES` adds a `lionbench run`
+arm with more overrides, e.g. `--variant recipe.model.gelu=tanh`: what GPT-2's tanh GELU costs.
 
-    python benchmarks/overhead.py --scale small --repeats 3 [--out overhead.json] [overrides]
+    python benchmarks/overhead.py --scale small --repeats 3 [--out overhead.json] \
+        [--variant "recipe.model.gelu=tanh"] [overrides]
 """
 
 from __future__ import annotations
@@ -104,14 +109,24 @@ def hand_in_fresh_process(overrides: list[str], steps: int, warmup: int) -> floa
 
 
 def measure(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
-    """Interleaved: repeat r runs both, the hand loop first on even repeats, second on odd."""
-    runs: dict[str, list[float]] = {"hand": [], "lionbench": []}
-    both = {"hand": hand_in_fresh_process, "lionbench": lionbench_run}
+    """Interleaved: repeat r runs every arm once, the order rotated by r (with two arms, the
+    hand loop first on even repeats and second on odd), so that a slow spell of a shared
+    machine falls on every arm alike."""
+    arms: dict[str, tuple[Any, list[str]]] = {
+        "hand": (hand_in_fresh_process, overrides),
+        "lionbench": (lionbench_run, overrides),
+    }
+    for variant in args.variant:
+        arms[f"lionbench {variant}"] = (lionbench_run, [*overrides, *variant.split()])
+    names = list(arms)
+    runs: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.repeats):
-        for name in ("hand", "lionbench") if r % 2 == 0 else ("lionbench", "hand"):
-            runs[name].append(both[name](overrides, args.steps, args.warmup))
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, arm_overrides = arms[name]
+            runs[name].append(fn(arm_overrides, args.steps, args.warmup))
             print(f"repeat {r + 1} {name}: {runs[name][-1]:.4g} steps/s", file=sys.stderr)
-    hand, lb = statistics.median(runs["hand"]), statistics.median(runs["lionbench"])
+    medians = {name: statistics.median(v) for name, v in runs.items()}
+    hand, lb = medians["hand"], medians["lionbench"]
     return {
         "overrides": overrides,
         "steps": args.steps,
@@ -122,6 +137,15 @@ def measure(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
         "ratio": lb / hand,
         "hand_runs": runs["hand"],
         "lionbench_runs": runs["lionbench"],
+        "arms": {
+            name: {
+                "steps_per_s": medians[name],
+                "ms_per_step": 1000.0 / medians[name],
+                "vs_hand": medians[name] / hand,
+                "runs": runs[name],
+            }
+            for name in names
+        },
     }
 
 
@@ -133,6 +157,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another `lionbench run` arm: more overrides, space-separated (repeatable)",
+    )
     parser.add_argument("--hand", action="store_true", help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
     if args.hand:  # the child process of one hand-loop measurement
@@ -147,11 +177,12 @@ def main() -> None:
         *overrides,
     ]
     result = measure(args, overrides)
-    print(
-        f"{' '.join(overrides)}: hand loop {result['hand_steps_per_s']:.4g} steps/s, lionbench "
-        f"{result['lionbench_steps_per_s']:.4g} steps/s (medians of {args.repeats}); "
-        f"lionbench / hand = {result['ratio']:.3f}"
-    )
+    print(f"{' '.join(overrides)} (medians of {args.repeats} interleaved runs):")
+    for name, arm in result["arms"].items():
+        print(
+            f"  {name}: {arm['steps_per_s']:.4g} steps/s, {arm['ms_per_step']:.2f} ms per "
+            f"iteration, {arm['vs_hand']:.3f} x the hand loop's speed"
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -26,11 +26,13 @@ def choice(value: Any, name: str, accepted: Iterable[str]) -> None:
         raise UserError(f"unknown {name} '{value}'{hint} (accepted: {', '.join(accepted)})")
 
 
-def integer(value: Any, name: str, low: int | None = None) -> None:
+def integer(value: Any, name: str, low: int | None = None, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{name} must be an integer, got {value!r}")
     if low is not None and value < low:
         raise UserError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise UserError(f"{name} must be <= {high:,}, got {value:,}")
 
 
 def boolean(value: Any, name: str) -> None:

@@ -8,6 +8,7 @@ error line and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +59,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs wrap to the terminal
 )
 prepare_app = typer.Typer(help="Turn local data into the files recipes read.", no_args_is_help=True)
 app.add_typer(prepare_app, name="prepare")
@@ -198,7 +200,7 @@ def sweep(
         str | None,
         typer.Option(
             help="Sweep name: W&B group, report label and manifest name "
-            "(default <recipe>-<scale>-ratio-sweep)."
+            "(default RECIPE-SCALE-ratio-sweep)."
         ),
     ] = None,
     launcher: Launcher = "basic",
@@ -207,7 +209,7 @@ def sweep(
 
     Extra arguments are Hydra overrides for every run (recipe=vit scale=smoke ...), including
     hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
-    only when a run failed. The manifest is <results_dir>/_sweeps/<name>.json.
+    only when a run failed. The manifest is RESULTS_DIR/_sweeps/NAME.json.
     """
     from lionbench.commands.sweep import run_sweep
 
@@ -226,7 +228,14 @@ def claims(
     seeds: Seeds = "0,1,2",
     adamw_lrs: AdamwLrs = None,
     max_extend: MaxExtend = 1,
-    confirm_seeds: ConfirmSeeds = "3,4,5,6,7,8",
+    confirm_seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Fresh seeds that re-run each optimizer's best setting and carry the claims, "
+            "or none. Default: the 6 seeds after the largest --seeds (3,4,5,6,7,8 for 0,1,2): "
+            "the paired tests need 6 pairs to reach p < 0.05."
+        ),
+    ] = None,
     small_batch: Annotated[
         int | None,
         typer.Option(help="The batch claim's smaller batch (default: a quarter of the recipe's)."),
@@ -238,7 +247,7 @@ def claims(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Study name: sweep name and manifest name (default <recipe>-<scale>-claims)."
+            help="Study name: sweep name and manifest name (default RECIPE-SCALE-claims)."
         ),
     ] = None,
     launcher: Launcher = "basic",
@@ -248,12 +257,15 @@ def claims(
     A sweep (equal budgets, confirmation on 6 fresh seeds: the paired tests need 6 pairs to
     reach p < 0.05), then on the confirmation seeds: a smaller batch, the other schedule, and
     Lion's betas (0.95, 0.98) at an aggressive lr. Extra arguments are Hydra overrides for every
-    run (recipe=gpt2 scale=small ...). The manifest is <results_dir>/_studies/<name>.json.
+    run (recipe=gpt2 scale=small ...). The manifest is RESULTS_DIR/_studies/NAME.json.
     """
-    from lionbench.commands.study import run_study
+    from lionbench.commands.study import CLAIM_PAIRS, run_study
 
     req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
                         launcher=launcher, max_extend=max_extend)  # fmt: skip
+    if req.confirm_seeds is None:
+        fresh = list(range(max(req.seeds) + 1, max(req.seeds) + 1 + CLAIM_PAIRS))
+        req = dataclasses.replace(req, confirm_seeds=fresh)
     raise typer.Exit(run_study(req, small_batch=small_batch, aggressive=aggressive))
 
 
@@ -336,10 +348,27 @@ def bench_optim(
         ),
     ] = "gpt2-124m",
     impls: Annotated[
-        str, typer.Option(help="Comma-separated optim:impl list (default: all that run here).")
+        str,
+        typer.Option(
+            help="Comma-separated optim:impl list, or all. Default: all that run here but the "
+            "slow CPU paths (Python loops, eager Lion, foreach Adafactor)."
+        ),
     ] = "",
-    steps: Annotated[int, typer.Option(help="Timed steps per repeat.")] = 20,
-    warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation).")] = 3,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Timed steps per repeat: exactly N, or at least N with --budget. Default: at "
+            "least 2, more while the budget lasts."
+        ),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds of timed steps in all, shared by implementations x repeats (the "
+            "default without --steps: 30)."
+        ),
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first (compilation, state).")] = 1,
     repeats: Annotated[
         int,
         typer.Option(help="Repeats; the table gives the median and the spread of their medians."),
@@ -353,10 +382,10 @@ def bench_optim(
     from lionbench.commands import bench_optim as bench
 
     chosen = [i for i in impls.split(",") if i]
-    bench.check_options(params, chosen, steps, warmup, repeats, device, out)
-    rows = bench.bench_optim(
-        params, chosen or bench.default_impls(device), steps, warmup, repeats, device
-    )
+    steps, budget = bench.counts(steps, budget)
+    options = bench.Options(params, chosen, steps, warmup, repeats, device, budget, out)
+    bench.check_options(options)
+    rows = bench.bench_optim(dataclasses.replace(options, impls=bench.pick_impls(chosen, device)))
     bench.print_table(rows)
     if out is not None:
         bench.write(rows, out)

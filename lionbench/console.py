@@ -90,7 +90,7 @@ class Progress:
             self.bar.stop()
 
 
-def summary_table(summary: dict[str, Any]) -> None:
+def summary_table(summary: dict[str, Any], next_step: bool = True) -> None:
     """A short table of the headline numbers of a finished run."""
     from rich.table import Table
 
@@ -124,11 +124,12 @@ def summary_table(summary: dict[str, Any]) -> None:
     console = make_console()
     console.print(table)
     if (
-        summary.get("status") == "completed"
+        next_step  # a multirun says one at its end, a sweep its own
+        and summary.get("status") == "completed"
         and summary.get("run_dir")
         and not summary.get("sweep_name")
     ):
-        console.print(next_steps(summary), soft_wrap=True, highlight=False)  # a sweep says its own
+        console.print(next_steps(summary), soft_wrap=True, highlight=False)
 
 
 def next_steps(summary: dict[str, Any]) -> str:
@@ -144,3 +145,34 @@ def next_steps(summary: dict[str, Any]) -> str:
         f"several seeds: lionbench sweep recipe={summary.get('recipe')} "
         f"scale={summary.get('scale') or 'small'})"
     )
+
+
+def multirun_table(summaries: list[dict[str, Any]], results: Path) -> None:
+    """The end of `run -m`: one table of its runs (optimizer, lr, wd, seed, status, final val
+    loss, steps/s, directory) and the next step that fits the optimizers it ran."""
+    from rich.table import Table
+
+    from lionbench.optim.registry import BASELINE, CANDIDATE
+
+    table = Table(title=f"multirun: {len(summaries)} run(s)", title_justify="left")
+    for col in ("optimizer", "lr", "wd", "seed", "status", "final val loss", "steps/s", "run"):
+        table.add_column(col, justify="right" if col in ("lr", "wd", "seed") else "left")
+    for s in summaries:
+        table.add_row(
+            str(s.get("optim")), fmt(s.get("lr")), fmt(s.get("weight_decay")), str(s.get("seed")),
+            str(s.get("status")), fmt(s.get("final_val_loss")), fmt(s.get("steps_per_s")),
+            Path(str(s.get("run_dir"))).name,
+        )  # fmt: skip
+    console = make_console()
+    console.print(table)
+    ran = {s.get("optim") for s in summaries if s.get("status") == "completed"}
+    if len(ran) >= 2:
+        line = f"next: lionbench report {results}  (paired by seed: the same seeds for each)"
+    else:
+        mine = next(iter(ran), BASELINE)
+        other = CANDIDATE if mine == BASELINE else BASELINE
+        line = (
+            f"next: the same multirun with optim={other} (same seeds: the same init and "
+            f"batches), then: lionbench report {results}"
+        )
+    console.print(line, soft_wrap=True, highlight=False)

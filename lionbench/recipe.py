@@ -119,6 +119,12 @@ def load_recipe(cfg: DictConfig) -> Recipe:
     try:
         module = importlib.import_module(name)
     except ImportError as e:
+        missing = getattr(e, "name", None)
+        if missing and not name.startswith(missing) and missing.split(".")[0] != "lionbench":
+            raise UserError(
+                f"recipe '{cfg.recipe.name}' needs the Python package '{missing.split('.')[0]}' "
+                f"(pip install {missing.split('.')[0]})"
+            ) from None
         where = (
             "set recipe.module to an importable module"
             if "module" not in cfg.recipe
@@ -127,12 +133,40 @@ def load_recipe(cfg: DictConfig) -> Recipe:
         raise UserError(
             f"recipe '{cfg.recipe.name}': cannot import {name} ({e}); {where}"
         ) from None
+    except Exception as e:  # a compiled extension built for another torch (torchvision's ops)
+        line = torchvision_mismatch(e)
+        if line is None:
+            raise
+        raise UserError(f"recipe '{cfg.recipe.name}': {line}") from None
     recipe_cls = getattr(module, "RECIPE", None)
     if not (isinstance(recipe_cls, type) and issubclass(recipe_cls, Recipe)):
         raise UserError(
             f"recipe module {name} must define RECIPE, a subclass of lionbench.recipe.Recipe"
         )
     return recipe_cls(cfg)
+
+
+def torchvision_mismatch(e: BaseException) -> str | None:
+    """One line for torchvision built against another torch (its C++ operators, such as
+    torchvision::nms, then fail to register: a 30-line traceback at import), naming the fix;
+    None for any other error."""
+    from importlib import metadata
+
+    from lionbench.errors import first_line
+
+    if "torchvision" not in str(e):
+        return None
+    try:
+        torch_v, vision_v = metadata.version("torch"), metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        return None
+    major, minor = [*torch_v.split("+")[0].split("."), "0"][:2]
+    want = f"torchvision==0.{int(minor) + 15}.*" if major == "2" and minor.isdigit() else None
+    fix = f"pip install '{want}'" if want else "install the torchvision built for this torch"
+    return (
+        f"torchvision {vision_v} does not match torch {torch_v} ({first_line(e)}): {fix} "
+        f"(torch 2.N pairs with torchvision 0.(N+15))"
+    )
 
 
 def training_flops_per_example(model: torch.nn.Module, example: Any) -> float:

@@ -123,13 +123,50 @@ def text_digest(text: str, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+# Keys of an optimizer's config that are not hyperparameters shown in a run's name.
+NAME_SKIPS = frozenset({"name", "impl", "lr", "weight_decay", "ratio", "wd_ratio", "_target_"})
+NAME_ABBREVIATIONS = {"betas": "b", "momentum": "mom", "nesterov": "nest"}
+
+
 def run_name(cfg: dict[str, Any], device_type: str) -> str:
-    """`<scale>-<optim>-lr..-wd..-s<seed>-<hash of the identity>`: readable, and unique."""
+    """`<scale>-<optim>-lr..-wd..[-b0.95_0.98..]-s<seed>-<hash of the identity>`: readable and
+    unique. Hyperparameters appear when they differ from the recipe's block for the optimizer
+    (`recipe.lion.betas`) or, without one, from the registry's defaults, so the usual name stays
+    short and a betas sweep's directories tell apart at a glance."""
     o = cfg["optim"]
+    extra = "".join(
+        f"-{NAME_ABBREVIATIONS.get(k, k)}{_name_value(v)}" for k, v in _non_default(cfg)
+    )
     return (
-        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}"
+        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}{extra}"
         f"-s{cfg['seed']}-{digest(identity(cfg, device_type))}"
     )
+
+
+def _non_default(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The optimizer's hyperparameters that differ from its recipe block or registry defaults."""
+    o = cfg["optim"]
+    spec = OPTIMIZERS.get(o["name"])
+    block = (cfg.get("recipe") or {}).get(o["name"])
+    usual = {**(spec.defaults if spec else {}), **(block if isinstance(block, dict) else {})}
+    return [
+        (k, v)
+        for k, v in sorted(o.items())
+        if k not in NAME_SKIPS and k in usual and _plain(v) != _plain(usual[k])
+    ]
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+def _name_value(value: Any) -> str:
+    """A value as a path-safe word: sequences joined by `_`, numbers in `g` format."""
+    if isinstance(value, list | tuple):
+        return "_".join(_name_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("/", "_").replace(" ", "")
 
 
 # -------------------------------------------------------------------------------------- summary

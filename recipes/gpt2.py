@@ -1,26 +1,40 @@
 """GPT-2 language modelling: the model, its three data sources and its loss.
 
-The model follows GPT-2 / nanoGPT: pre-LayerNorm blocks, GELU (tanh) MLP, SDPA causal
-attention, learned positions, tied input/output embeddings, and GPT-2's init (normal 0.02,
-residual projections scaled by 1/sqrt(2 * n_layer)). At scale=full it has 124,475,904 parameters.
+The model follows nanoGPT: pre-LayerNorm blocks, an MLP with the exact (erf) GELU as nanoGPT's
+`nn.GELU()` (`recipe.model.gelu=tanh`: GPT-2's original tanh approximation, which also costs
+about 10% of forward + backward on a CPU), SDPA causal attention, learned positions, tied
+input/output embeddings, and GPT-2's init (normal 0.02, residual projections scaled by
+1/sqrt(2 * n_layer)), its modules built in nanoGPT's order, so that a seed gives nanoGPT's
+initial weights. At scale=full it has 124,475,904 parameters. tests/test_nanogpt_parity.py
+trains it against a hand-written nanoGPT-style loop: the same losses, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import open_dict, read_write
 from torch import nn
 
 from lionbench import checks
 from lionbench.config import check_positive_ints
 from lionbench.data import builtin_tokens, tokens
 from lionbench.data.stream import RandomBatches, RepeatedBatch
-from lionbench.errors import UserError
+from lionbench.errors import UserError, warn
 from lionbench.recipe import Data, Recipe
+
+_SAID: set[str] = set()  # notes already printed by this process
+
+GELU_FORMS = ("exact", "tanh")
+# The GELU of a config without `recipe.model.gelu`: one written before the key existed (issue
+# 26), when the model always used the tanh form. Such a run keeps its directory (its identity
+# has no such key) and this reproduces what it computed.
+GELU_BEFORE_THE_KEY = "tanh"
 
 
 class CausalSelfAttention(nn.Module):
@@ -43,23 +57,28 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int, bias: bool, dropout: float) -> None:
+    """Width 4x, GELU: `exact` (nanoGPT's) or `tanh` (GPT-2's original approximation)."""
+
+    def __init__(self, n_embd: int, bias: bool, dropout: float, gelu: str = "exact") -> None:
         super().__init__()
         self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
         self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
+        self.approximate = "tanh" if gelu == "tanh" else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, bias: bool, dropout: float) -> None:
+    def __init__(
+        self, n_embd: int, n_head: int, bias: bool, dropout: float, gelu: str = "exact"
+    ) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
         self.attn = CausalSelfAttention(n_embd, n_head, bias, dropout)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, bias, dropout)
+        self.mlp = MLP(n_embd, bias, dropout, gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -76,6 +95,7 @@ class GPT(nn.Module):
         vocab_size: int,
         bias: bool = True,
         dropout: float = 0.0,
+        gelu: str = "exact",
     ) -> None:
         super().__init__()
         self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
@@ -83,7 +103,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.h = nn.ModuleList(Block(n_embd, n_head, bias, dropout) for _ in range(n_layer))
+        self.h = nn.ModuleList(Block(n_embd, n_head, bias, dropout, gelu) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied embeddings
@@ -116,10 +136,23 @@ class GPT(nn.Module):
 def eval_floor(val_nll: np.ndarray, micro_batch: int) -> float:
     """The exact loss floor of the eval set: the Bayes-optimal model's loss on exactly the eval
     tokens, averaged as `evaluate` averages the recipe's loss (each eval batch's mean over its
-    tokens, then the mean over batches), not the process's expected value, from which a finite
-    eval set departs (docs/design.md, "Loss floor and gap")."""
+    tokens, then the mean over batches, weighted by their tokens when the last batch is shorter:
+    `train.eval_batches=all`), not the process's expected value, from which a finite eval set
+    departs (docs/design.md, "Loss floor and gap")."""
     batches = [val_nll[i : i + micro_batch] for i in range(0, len(val_nll), micro_batch)]
-    return float(np.mean([b.mean() for b in batches]))
+    means = [b.mean() for b in batches]
+    if len({b.size for b in batches}) == 1:
+        return float(np.mean(means))
+    return float(np.average(means, weights=[b.size for b in batches]))
+
+
+class WeightedBatches(list):
+    """Eval batches that differ in size, with the targets each counts: `evaluate` weights the
+    batch means by them (loop/evaluation.py), so that the result is the mean over targets."""
+
+    def __init__(self, batches: list[Any], weights: list[int]) -> None:
+        super().__init__(batches)
+        self.weights = weights
 
 
 class GPT2Recipe(Recipe):
@@ -142,6 +175,7 @@ class GPT2Recipe(Recipe):
             )
         checks.unit_interval(m.dropout, "recipe.model.dropout")
         checks.boolean(m.bias, "recipe.model.bias")
+        checks.choice(m.get("gelu", GELU_BEFORE_THE_KEY), "recipe.model.gelu", GELU_FORMS)
         source = self.cfg.data.source
         if source == "builtin":
             b = self.cfg.recipe.builtin
@@ -155,19 +189,37 @@ class GPT2Recipe(Recipe):
             keys = ("successors", "block_len", "train_sequences", "val_sequences")
             check_positive_ints(b, keys, "recipe.builtin")
         elif source == "tokens":
+            self.fit_vocab()
             tokens.check_dir(self.cfg.data.dir, m.block_size, m.vocab_size)
+
+    def fit_vocab(self) -> None:
+        """recipe.model.vocab_size raised to meta.json's vocabulary when that is larger (a smoke
+        model's 128 against byte-level files' 257): the file says what its ids need. In place,
+        before the run's identity is taken (config.yaml records it); said once per process."""
+        m = self.model_cfg
+        vocab = tokens.meta_vocab(self.cfg.data.dir)
+        if vocab is None or vocab <= m.vocab_size:
+            return
+        line = f"recipe.model.vocab_size {m.vocab_size} -> {vocab}: the vocabulary of meta.json"
+        if line not in _SAID:
+            _SAID.add(line)
+            print(f"note: {line} in {self.cfg.data.dir}", file=sys.stderr, flush=True)
+        with open_dict(m), read_write(m):
+            m.vocab_size = vocab
 
     def build_model(self) -> GPT:
         m = self.model_cfg
         return GPT(
-            m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.bias, float(m.dropout)
-        )
+            m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.bias, float(m.dropout),
+            str(m.get("gelu", GELU_BEFORE_THE_KEY)),
+        )  # fmt: skip
 
     def build_data(
         self, batch_size: int, micro_batch: int, device: torch.device, data_seed: int
     ) -> Data:
         source = self.cfg.data.source
-        n_eval = int(self.cfg.train.eval_batches) * batch_size
+        eval_batches = self.cfg.train.eval_batches
+        n_eval = None if eval_batches == "all" else int(eval_batches) * batch_size
         length = int(self.model_cfg.block_size) + 1
         if source == "builtin":
             return self._builtin(batch_size, micro_batch, device, data_seed, n_eval, length)
@@ -181,10 +233,13 @@ class GPT2Recipe(Recipe):
         micro_batch: int,
         device: torch.device,
         data_seed: int,
-        n_eval: int,
+        n_eval: int | None,
         length: int,
     ) -> Data:
+        """The builtin token language; its val sequences are distinct draws of the process, and
+        `n_eval=None` (`train.eval_batches=all`) evaluates all `recipe.builtin.val_sequences`."""
         b = self.cfg.recipe.builtin
+        n_eval = int(b.val_sequences) if n_eval is None else n_eval
         lang = builtin_tokens.TokenLanguage(
             vocab_size=int(b.vocab_size),
             successors=int(b.successors),
@@ -203,7 +258,10 @@ class GPT2Recipe(Recipe):
             rows = pool[torch.randint(len(pool), (batch_size,), generator=gen).to(device)]
             return rows[:, :-1], rows[:, 1:]
 
-        eval_batches = [(r[:, :-1], r[:, 1:]) for r in val.split(micro_batch)]
+        eval_batches: list[Any] = [(r[:, :-1], r[:, 1:]) for r in val.split(micro_batch)]
+        sizes = [len(x) for x, _ in eval_batches]
+        if len(set(sizes)) > 1:  # `all`: a shorter last batch
+            eval_batches = WeightedBatches(eval_batches, [n * (length - 1) for n in sizes])
         info = {
             "data_vocab_size": lang.vocab_size,
             **data.info,
@@ -218,9 +276,12 @@ class GPT2Recipe(Recipe):
         micro_batch: int,
         device: torch.device,
         data_seed: int,
-        n_eval: int,
+        n_eval: int | None,
         length: int,
     ) -> Data:
+        """nanoGPT's token files: training windows drawn as nanoGPT's `get_batch` draws them
+        (a uniform start in [0, len - block_size), with the run's data generator); eval tiles
+        without replacement, or every target of the split once (data/tokens.py)."""
         directory = self.cfg.data.dir
         train, val = tokens.open_split(directory, "train"), tokens.open_split(directory, "val")
         pin = device.type == "cuda"
@@ -234,18 +295,27 @@ class GPT2Recipe(Recipe):
             starts = torch.randint(len(train) - length + 1, (batch_size,), generator=gen)
             return to_device(tokens.windows(train, starts.numpy(), length))
 
-        eval_rng = np.random.Generator(np.random.PCG64(int(self.cfg.data.eval_seed)))
-        starts = eval_rng.integers(0, len(val) - length + 1, size=n_eval)
-        eval_batches = [
-            to_device(tokens.windows(val, s, length))
-            for s in np.array_split(starts, n_eval // micro_batch)
-        ]
-        return Data(
-            RandomBatches(draw, data_seed),
-            eval_batches,
-            None,
-            {"train_tokens": len(train), "val_tokens": len(val)},
-        )
+        def eval_to_device(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            if pin:
+                return tuple(t.pin_memory().to(device, non_blocking=True) for t in (x, y))
+            return x.to(device), y.to(device)
+
+        tiles = tokens.n_tiles(len(val), length - 1)
+        if n_eval is not None and n_eval > tiles:  # drawn without replacement: all there is
+            t = self.cfg.train
+            warn(
+                f"train.eval_batches={t.eval_batches} x train.batch_size={t.batch_size} asks for "
+                f"{n_eval} eval windows, but {directory}/val.bin holds {tiles} windows of "
+                f"{length} tokens whose targets do not overlap: evaluating the whole split, "
+                f"every target once, as train.eval_batches=all does"
+            )
+            n_eval = None
+        plan = tokens.eval_plan(len(val), length - 1, n_eval, int(self.cfg.data.eval_seed))
+        eval_set = tokens.EvalWindows(val, plan, length - 1, micro_batch, eval_to_device)
+        info: dict[str, Any] = {"train_tokens": len(train), "val_tokens": len(val)}
+        if n_eval is None:  # the whole split: its targets (every token but the first)
+            info["eval_targets"] = eval_set.targets
+        return Data(RandomBatches(draw, data_seed), eval_set, None, info)
 
     def _synthetic(
         self, batch_size: int, device: torch.device, data_seed: int, length: int

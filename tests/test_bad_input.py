@@ -180,9 +180,9 @@ DATA_CASES = {
         lambda t: _tokens(t, meta={"vocab_size": 100, "dtype": "uint32"}),
         "meta.json has dtype 'uint32', but data=tokens reads uint16 token files (accepted: uint16)",
     ),
-    "meta.json vocabulary above the model's": (
-        lambda t: _tokens(t, meta={"vocab_size": 50257}),
-        "meta.json has vocab_size 50257 but the model's is 128",
+    "meta.json vocabulary not a count": (
+        lambda t: _tokens(t, meta={"vocab_size": "257"}),
+        "meta.json has vocab_size '257': it must be an integer >= 1",
     ),
     "negative eval seed": (lambda t: ["data.eval_seed=-1"], "data.eval_seed must be >= 0, got -1"),
     "image root missing": (
@@ -511,6 +511,30 @@ PRECHECK_CASES = {
     "unquoted ~ in a path": (["data=tokens", "data.dir=~/tok"], "'data.dir=\"~/tok\"'"),
     "unquoted non-ASCII path": (["data=tokens", "data.dir=/tmp/é"], "quote a value"),
     "unquoted comma in a path": (["data=tokens", "data.dir=/a,b"], "'data.dir=\"/a,b\"'"),
+    # issue 26: accepted, then the wrong experiment ran, or setup hung
+    "+key typo": (
+        ["+train.stpes=5"],
+        "adds 'train.stpes', a key no config of lionbench reads; did you mean 'train.steps'?",
+    ),
+    "+key under a registry optimizer": (["+optim.betaz=[0.9,0.9]"], "did you mean 'optim.betas'"),
+    "+key new at the root": (["+foo=1"], "adds 'foo', a key no config of lionbench reads"),
+    "+key that exists": (["+train.steps=5"], "train.steps exists: set it with train.steps=5"),
+    "an eval set that would take minutes at every eval": (
+        ["train.eval_batches=100000"],
+        "= 800,000 eval examples, more than 100,000",
+    ),
+    "steps beyond any run": (["train.steps=100000000000000000000000"], "train.steps must be <="),
+    "seed beyond numpy's range": (["seed=100000000000000000000000000"], "seed must be <="),
+    "steps as a float": (["train.steps=1e23"], "train.steps must be an integer"),
+    "an interval beyond any run": (["train.eval_interval=10000000000"], "train.eval_interval"),
+    "too many data workers": (
+        ["recipe=resnet50", "data=imagefolder", "data.root=/tmp", "data.workers=100000"],
+        "data.workers must be <= 256",
+    ),
+    "a model that cannot fit": (
+        ["recipe.model.n_embd=76800", "recipe.model.n_head=1"],
+        "GiB for its weights, gradients",
+    ),
 }
 
 
@@ -527,6 +551,91 @@ def _precheck_rejects(tmp: Path, overrides: list[str], expected: str) -> None:
 @pytest.mark.parametrize("overrides,expected", PRECHECK_CASES.values(), ids=PRECHECK_CASES.keys())
 def test_bad_input_precheck(tmp_path, overrides, expected):
     _precheck_rejects(tmp_path, overrides, expected)
+
+
+def test_a_setting_a_registry_optimizer_does_not_have_is_refused(tmp_path):
+    """A user's YAML for a registry optimizer with a key its entry does not list: the key would
+    be ignored while the run's directory changed; it is named, with the settings accepted."""
+    conf = tmp_path / "conf" / "optim"
+    conf.mkdir(parents=True)
+    (conf / "my_sgd.yaml").write_text("name: sgd\nlr: 0.1\nweight_decay: 0\nmomentum: 0.9\n"
+                                      "nesterov: true\nmomentumm: 0.8\n")  # fmt: skip
+    _precheck_rejects(
+        tmp_path,
+        ["--config-dir", str(tmp_path / "conf"), "optim=my_sgd"],
+        "optim.momentumm is not a setting of optim=sgd; did you mean "
+        "'optim.momentum'? (its settings: lr, weight_decay, momentum, nesterov",
+    )
+
+
+def test_a_target_optimizer_takes_new_keys_as_its_arguments(tmp_path):
+    from lionbench.run.launch import precheck
+
+    (cfg,) = precheck([*SMOKE, f"results_dir={tmp_path}", "+optim._target_=torch.optim.SGD",
+                       "+optim.momentum=0.5", "+optim.dampening=0.1"])  # fmt: skip
+    assert cfg.optim.dampening == 0.1
+
+
+CLI_CASES = {
+    "unknown flag": (["--foo"], "unknown option '--foo'"),
+    "misspelt flag after the overrides": (
+        ["train.steps=3", "--multirn"],
+        "did you mean '--multirun'",
+    ),
+}
+
+
+@pytest.mark.parametrize("args,expected", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_bad_flags_are_one_line_before_any_check(tmp_path, args, expected, capsys):
+    from helpers import cli_inprocess
+
+    assert cli_inprocess("run", *SMOKE, f"results_dir={tmp_path / 'r'}", *args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("name: lion\nlr: [1, 2\n", "optim/bad.yaml:3: did not find expected ',' or ']'"),
+        ("name: !!python/object/apply:os.system ['true']\n",
+         "optim/bad.yaml:1: could not determine a constructor for the tag"),
+    ],
+    ids=["syntax error", "python tag"],
+)  # fmt: skip
+def test_a_config_dir_with_bad_yaml_names_the_file_and_line(tmp_path, text, expected, capsys):
+    from helpers import cli_inprocess
+
+    (tmp_path / "conf" / "optim").mkdir(parents=True)
+    (tmp_path / "conf" / "optim" / "bad.yaml").write_text(text)
+    code = cli_inprocess("run", "--config-dir", str(tmp_path / "conf"), *SMOKE,
+                         f"results_dir={tmp_path / 'r'}")  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_torchvision_built_for_another_torch_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    """The 30-line `operator torchvision::nms does not exist` traceback at a recipe's import."""
+    import importlib
+
+    from lionbench.run.launch import precheck
+
+    real = importlib.import_module
+
+    def broken(name, *a, **k):
+        if name == "lionbench.recipes.vit":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(UserError) as e:
+        precheck([*SMOKE, f"results_dir={tmp_path}", "recipe=vit"])
+    line = str(e.value)
+    assert "\n" not in line and "does not match torch" in line
+    assert "operator torchvision::nms does not exist" in line
+    assert "pip install 'torchvision==" in line
 
 
 def test_quoted_path_is_accepted_by_the_parser():
@@ -599,10 +708,10 @@ def test_token_file_that_is_not_a_file(tmp_path, kind):
     ],
 )
 def test_bench_params_out_of_range(params, expected):
-    from lionbench.commands.bench_optim import check_options
+    from lionbench.commands.bench_optim import Options, check_options
 
     with pytest.raises(UserError, match=expected):
-        check_options(params, ["adamw:foreach"], 1, 0, 1, "cpu", None)
+        check_options(Options(params, ["adamw:foreach"], 1, 0, 1, "cpu"))
 
 
 def test_report_marks_a_record_with_a_bad_step_corrupt(tmp_path):
@@ -624,10 +733,20 @@ def test_prepare_reads_a_jsonl_with_a_byte_order_mark(tmp_path):
     assert prepare_text([src], tmp_path / "o")["documents"] == 2
 
 
-def test_prepare_refuses_a_file_given_twice(tmp_path):
+def test_prepare_reads_a_file_and_its_symlink_once(tmp_path, capsys):
+    """`prepare text dir/*` over a file and a link to it: one file's documents, said once."""
     from lionbench.commands.prepare import prepare_text
 
     src = _a_file(tmp_path)
-    with pytest.raises(UserError, match="is given twice"):
-        prepare_text([src, tmp_path / "." / src.name], tmp_path / "o")
-    assert not (tmp_path / "o").exists()
+    link = tmp_path / "link.txt"
+    link.symlink_to(src)
+    once = prepare_text([src], tmp_path / "once")
+    both = prepare_text([src, link, tmp_path / "." / src.name], tmp_path / "o")
+    assert both["documents"] == once["documents"]
+    for name in ("train.bin", "val.bin"):
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "once" / name).read_bytes()
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"note: {link} is the same file as {src}: read once",
+        f"note: {src} is given again: read once",  # pathlib drops the "."
+    ]

@@ -134,6 +134,9 @@ def test_run_help_is_lionbenchs_summary_and_hydra_help_is_hydras():
     assert res.returncode == 0, res.stderr
     hydra_help = run_cli("run", "--hydra-help")
     assert hydra_help.returncode == 0 and "Hydra" in hydra_help.stdout
+    # lionbench's completion, not Hydra's `-sc install=bash` (which lionbench refuses)
+    assert "lionbench --install-completion" in hydra_help.stdout
+    assert "-sc" not in hydra_help.stdout and "hydra/launcher: basic, joblib" in hydra_help.stdout
 
 
 def test_multirun_in_worker_processes_reports_failures_in_its_exit_code(tmp_path):

@@ -383,9 +383,37 @@ def test_other_optimizers_baselines_are_not_part_of_a_run():
     assert name(["optim=sgd"]) != name(["optim=sgd", "recipe.sgd.lr=0.5"])
     # The name is pinned: an accidental identity change would make every finished run train
     # again. Deliberate changes so far: Lion's wd derived on decimals (0.3, no longer
-    # 0.30000000000000004; the schema-1 runs in tests/data predate it, see docs/design.md).
+    # 0.30000000000000004; the schema-1 runs in tests/data predate it, see docs/design.md);
+    # gpt2's recipe.model.gelu and recipe.eval_all (issue 26: exact GELU, a different model).
     # After another deliberate change, pin the new name here.
-    assert lion == "smoke-lion-lr0.001-wd0.3-s0-65a1dbd94b"
+    assert lion == "smoke-lion-lr0.001-wd0.3-s0-55ba121031"
+
+
+def test_run_names_show_hyperparameters_off_the_recipe_and_find_earlier_names(tmp_path):
+    """Betas (and any hyperparameter) away from the recipe's block are in the name; at the
+    recipe's they are not, so usual names stay short; a run made under the earlier name (no
+    hyperparameters) is still found by its identity hash."""
+    from omegaconf import OmegaConf
+
+    from lionbench import config
+    from lionbench.record import run_name
+    from lionbench.run.rundir import run_dir_path
+
+    def resolved(overrides: list[str]) -> dict:
+        cfg = config.compose(["scale=smoke", f"results_dir={tmp_path}", *overrides])
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    plain = run_name(resolved(["optim=lion"]), "cpu")
+    assert "-b" not in plain.removeprefix("smoke-lion-")
+    betas = run_name(resolved(["optim=lion", "optim.betas=[0.95,0.98]"]), "cpu")
+    assert "-wd0.3-b0.95_0.98-s0-" in betas
+    adamw = run_name(resolved(["optim=adamw", "optim.eps=1e-6", "optim.betas=[0.9,0.95]"]), "cpu")
+    assert "-eps1e-06-s0-" in adamw and "-b" not in adamw  # gpt2's adamw betas are 0.9, 0.95
+    cfg = resolved(["optim=lion", "optim.betas=[0.95,0.98]"])
+    assert run_dir_path(cfg, "cpu").name == betas  # nothing on disk: the new name
+    earlier = tmp_path / "gpt2" / f"smoke-lion-lr0.001-wd0.3-s0-{betas.rsplit('-', 1)[1]}"
+    earlier.mkdir(parents=True)
+    assert run_dir_path(cfg, "cpu") == earlier
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,16 @@ def test_arms_differing_only_in_betas_are_two_arms_not_pooled_seeds(tmp_path):
     assert setting.baseline == recipe_betas  # the recipe block's betas
 
 
+def test_by_a_hyperparameter_the_label_shows_names_it_once(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path, "adamw", 3e-3, 0.1, seed, loss=4.0)
+        hp = {"betas": [0.9, 0.99], "eps": 1e-8}
+        write_run(tmp_path, "adamw", 3e-3, 0.1, seed, loss=5.0, hp=hp)
+    (setting,) = report_mod.report([tmp_path], None, [], ["optim.betas"], quiet=True)
+    arms = set(setting.optimizers["arm"])
+    assert arms == {f"{ADAMW} betas=[0.9,0.95]", f"{ADAMW} betas=[0.9,0.99]"}
+
+
 def test_two_user_optimizer_arms_without_recipe_block_give_no_baseline(tmp_path):
     for lr in (1e-3, 1e-2):
         write_run(tmp_path, "myopt", lr, 0.0, 0, target="mypkg.MyOpt", hp={"gamma": 0.5})

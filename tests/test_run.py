@@ -230,6 +230,16 @@ def test_scale_full_on_a_cpu_is_warned_before_training():
     assert setup_warnings(config.compose(["scale=small"]), torch.device("cpu")) == []
 
 
+def test_an_lr_warmup_beyond_the_run_is_said_once_before_training(tmp_path, capsys):
+    assert run_inprocess(tmp_path, "optim=adamw", "train.steps=4", "sched.warmup_steps=6") == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "sched.warmup_steps" in ln]
+    assert err == [
+        "warning: sched.warmup_steps=6 is beyond train.steps=4: the lr is still warming up "
+        "when the run ends and never reaches optim.lr (lower sched.warmup_steps, or raise "
+        "train.steps)"
+    ]
+
+
 def test_a_run_shorter_than_its_timing_warmup_records_no_speed(tmp_path, capsys):
     """Zero timed steps: one warning before training and no speed figure at all (a rate from
     warm steps would be compilation's, not the optimizer's)."""
@@ -340,7 +350,9 @@ def test_setup_py_writes_the_revision_where_the_installed_package_reads_it(tmp_p
     assert recorded_revision(tmp_path / "lionbench") == expected
 
 
-def test_a_multirun_runs_seed_by_seed_every_optimizer_within_each_seed(tmp_path, monkeypatch):
+def test_a_multirun_runs_seed_by_seed_every_optimizer_within_each_seed(
+    tmp_path, monkeypatch, capsys
+):
     """`optim=lion,adamw seed=0,1`: Hydra's basic sweeper varies the first override slowest,
     so lionbench puts the seed first; one optimizer's block after the other's would let the
     machine's drift pass for a speed difference."""
@@ -357,6 +369,12 @@ def test_a_multirun_runs_seed_by_seed_every_optimizer_within_each_seed(tmp_path,
     monkeypatch.setattr(runner, "run", record)
     assert run_inprocess(tmp_path, "-m", "optim=lion,adamw", "seed=0,1", "train.steps=4") == 0
     assert order == [(0, "lion"), (0, "adamw"), (1, "lion"), (1, "adamw")]
+    # One closing table and one next step that fits what ran (both optimizers: the report),
+    # no per-run "run the same command with optim=adamw" after each run.
+    out = capsys.readouterr().out
+    assert out.count("multirun: 4 run(s)") == 1
+    assert f"next: lionbench report {tmp_path}" in out
+    assert "with optim=adamw" not in out and "next: compare" not in out
     assert seeds_first(["-m", "optim=a,b", "--config-dir", "c", "seed=0,1"]) == [
         "-m", "--config-dir", "c", "seed=0,1", "optim=a,b"
     ]  # fmt: skip

@@ -7,6 +7,7 @@ documents go to train or val, and every file is written atomically.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,21 @@ def read_documents(path: Path, field: str) -> Iterator[str]:
         raise UserError(f"{path} is not UTF-8 text") from None
 
 
+def distinct_files(files: list[Path]) -> list[Path]:
+    """Each file once, in the order given: a file named again, or through a symlink or another
+    path (a shell glob over a file and a link to it), is read once, with one line saying so;
+    read twice, its documents could land in train from one copy and in val from the other."""
+    seen: dict[Path, Path] = {}
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"{f} is not a file (give text or .jsonl files)")
+        first = seen.setdefault(f.resolve(), f)
+        if first is not f:
+            same = "given again" if str(first) == str(f) else f"the same file as {first}"
+            print(f"note: {f} is {same}: read once", file=sys.stderr)
+    return list(seen.values())
+
+
 def prepare_text(
     files: list[Path],
     out: Path,
@@ -97,15 +113,7 @@ def prepare_text(
 ) -> dict[str, Any]:
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in (0, 1), got {val_fraction}")
-    seen: dict[Path, Path] = {}
-    for f in files:
-        if not f.is_file():
-            raise UserError(f"{f} is not a file (give text or .jsonl files)")
-        first = seen.setdefault(f.resolve(), f)
-        if first is not f:
-            # its documents would land in train from one copy and in val from the other
-            also = "" if str(first) == str(f) else f" (also as {first})"
-            raise UserError(f"{f} is given twice{also}; give each file once")
+    files = distinct_files(files)
     check_output_dir(out)
     tok = make_tokenizer(tokenizer)
     docs = [

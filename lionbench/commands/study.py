@@ -36,6 +36,7 @@ from lionbench.run.rundir import STUDIES, manifest_path
 
 STUDY_SCHEMA = 1
 CLAIMS = ("batch", "schedule", "betas")
+CLAIM_PAIRS = 6  # default confirmation seeds: the paired tests need 6 pairs to reach p < 0.05
 STABLE_BETAS = (0.95, 0.98)  # the paper's setting for stability (docs/references.md)
 RESERVED = ("sched", "train.batch_size", "optim.betas")
 

@@ -14,6 +14,7 @@ from lionbench.config.args import (
     is_passthrough,
     seeds_first,
     split_args,
+    sweeper,
 )
 from lionbench.config.compose import (
     CONF_DIR,
@@ -55,6 +56,7 @@ __all__ = [
     "register_resolvers",
     "seeds_first",
     "split_args",
+    "sweeper",
     "validate",
     "validate_optim",
 ]

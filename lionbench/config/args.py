@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lionbench import checks
 from lionbench.errors import UserError, first_line
 
 # Hydra flags that only print or complete; they get Hydra's own handling, with no pre-check.
@@ -45,6 +46,11 @@ FLAGS_WITH_VALUE = {
     "-cd",
     "--experimental-rerun",
 }
+# Every flag Hydra's main takes (hydra 1.3); anything else that starts with "-" is a typo,
+# refused at once rather than after the pre-check, in Hydra's usage text.
+KNOWN_FLAGS = PASSTHROUGH_FLAGS | FLAGS_WITH_VALUE | {
+    "--version", "--resolve", "--run", "-r", "--multirun", "-m",
+}  # fmt: skip
 OPTIONAL_VALUE_FLAGS = {"--info", "-i"}  # `--info` alone prints Hydra's default information
 FLAG_VALUES = {"--cfg": "job, hydra, all", "-c": "job, hydra, all"}
 
@@ -68,8 +74,31 @@ def config_dirs(flags: Sequence[str]) -> list[Path]:
             path = Path(value).expanduser().absolute()
             if not path.is_dir():
                 raise UserError(f"{flag} {value} is not a directory")
+            check_yaml_files(path, f"{flag} {value}")
             dirs.append(path)
     return dirs
+
+
+def check_yaml_files(root: Path, where: str) -> None:
+    """Every YAML file of a config directory parses as plain YAML: a syntax error, or a tag such
+    as !!python/object that only an unsafe loader would run, is one line naming the file and
+    line (Hydra would raise it later, deep in composition, as a long traceback)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(), Loader=loader)
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{where}: cannot read {path.relative_to(root)}: {e}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or first_line(e)
+            tag = " (configs are plain YAML: no !!python tags)" if "!!python" in str(e) or (
+                "python/" in str(e)
+            ) else ""  # fmt: skip
+            raise UserError(f"{where}: {path.relative_to(root)}{line}: {problem}{tag}") from None
 
 
 def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -80,6 +109,7 @@ def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     it = iter(args)
     for arg in it:
         if arg.startswith("-"):
+            check_flag(arg)
             flags.append(arg)
             if arg in FLAGS_WITH_VALUE:
                 nxt = next(it, None)
@@ -91,6 +121,20 @@ def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             overrides.append(arg)
     return flags, overrides
+
+
+def check_flag(arg: str) -> None:
+    """A flag Hydra's main knows (`--cfg=job` spells `--cfg job`), anywhere on the line."""
+    name = arg.split("=", 1)[0]
+    if name in KNOWN_FLAGS:
+        return
+    long = sorted(f for f in KNOWN_FLAGS if f.startswith("--"))
+    raise UserError(
+        f"unknown option '{arg}'{checks.did_you_mean(name, long)} (lionbench run takes Hydra's "
+        f"flags: -m/--multirun, --cfg job|hydra|all, --resolve, --package, --info, --config-dir "
+        f"DIR, --config-name, --config-path, --hydra-help, --help; everything else is an "
+        f"override key=value)"
+    )
 
 
 def seeds_first(args: Sequence[str]) -> list[str]:

@@ -103,6 +103,11 @@ def _composition_line(e: Exception, overrides: list[str], extra_dirs: Sequence[P
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "not in struct" in text:
         return _unknown_key_line(m.group(1), overrides, extra_dirs)
+    m = re.search(r"An item is already at '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        value = next((o.split("=", 1)[1] for o in overrides if _sets_key(o, key) and "=" in o), "")
+        return f"'+{key}' adds {key}, but {key} exists: set it with {key}={value or '...'}"
     m = re.search(r"Could not find '([^']+)'", text)
     if m:
         group, _, name = m.group(1).rpartition("/")
@@ -115,6 +120,16 @@ def _composition_line(e: Exception, overrides: list[str], extra_dirs: Sequence[P
 def _unknown_key_line(key: str, overrides: list[str], extra_dirs: Sequence[Path]) -> str:
     """'train.stepz' -> unknown key, with the closest existing key when there is one."""
     base = compose_quiet([o for o in overrides if not _sets_key(o, key)], extra_dirs)
+    name, hint = key_hint(base, key)
+    return f"unknown config key '{name}'{hint}{NEW_KEYS if key.startswith('optim.') else ''}"
+
+
+NEW_KEYS = "; new keys are taken only by a _target_ optimizer (+optim.KEY=..., its arguments)"
+
+
+def key_hint(base: Any, key: str) -> tuple[str, str]:
+    """(the unknown part of a dotted key with its existing parent, "; did you mean ...? (keys
+    under PARENT: ...)") against a composed config."""
     parts = key.split(".")
     node, depth = base, 0
     while node is not None and depth < len(parts) - 1 and hasattr(node, "keys"):
@@ -126,9 +141,7 @@ def _unknown_key_line(key: str, overrides: list[str], extra_dirs: Sequence[Path]
     prefix = f"{parent}." if parent else ""
     hint = checks.did_you_mean(unknown, siblings, prefix=prefix)
     accepted = f" (keys under '{parent or 'the root'}': {', '.join(siblings)})" if siblings else ""
-    return (
-        f"unknown config key '{prefix}{unknown}'{hint}{accepted}; to add a new key write +{key}=..."
-    )
+    return f"{prefix}{unknown}", f"{hint}{accepted}"
 
 
 def compose_quiet(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any | None:

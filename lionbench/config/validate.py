@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from lionbench import checks
-from lionbench.config.compose import CONF_DIR, choices, compose_quiet
+from lionbench.config.compose import CONF_DIR, NEW_KEYS, choices, compose_quiet, key_hint
 from lionbench.errors import UserError, check_output_dir, first_line
-from lionbench.optim.registry import impl_of, spec_of
+from lionbench.optim.registry import META_KEYS, impl_of, spec_of
 
 SCHEDULES = ("cosine", "linear", "rsqrt", "constant")
+# Bounds on counts, so that a typo (train.steps=1e12) is refused rather than run for centuries
+MAX_STEPS = 10**9  # steps and intervals: 30 years at one step a second
+MAX_SEED = 2**32 - 1  # NumPy's seed range; torch's is wider
+MAX_WORKERS = 256  # DataLoader worker processes
+MAX_EVAL_EXAMPLES = 100_000  # a fixed eval set: twice ImageNet's val split
 PRECISIONS = ("auto", "fp32", "bf16")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -29,6 +34,31 @@ def check_structure(cfg: Any, overrides: Sequence[str], extra_dirs: Sequence[Pat
     reference = _reference(choices_only, tuple(extra_dirs))
     if reference is not None:
         _same_shape(cfg, reference, "")
+        _no_new_keys(cfg, overrides, reference, groups)
+
+
+def _no_new_keys(cfg: Any, overrides: Sequence[str], reference: Any, groups: set[str]) -> None:
+    """`+train.stpes=5` adds a key no code reads: the run would go ahead, with train.steps as
+    before, in a directory of its own. A `+key` is taken only where new keys mean something:
+    the keyword arguments of a `_target_` optimizer (and Hydra's own `hydra.*`)."""
+    from omegaconf import OmegaConf
+
+    for o in overrides:
+        if not o.startswith("+"):
+            continue
+        key = o.lstrip("+").split("=", 1)[0]
+        if "/" in key or key in groups or key.split(".")[0] == "hydra":
+            continue  # a config group, or Hydra's settings
+        if OmegaConf.select(reference, key, default=_ABSENT) is not _ABSENT:
+            continue  # a key the schema has (`+` on it is Hydra's business)
+        if key.startswith("optim.") and cfg.optim.get("_target_") is not None:
+            continue
+        name, hint = key_hint(reference, key)
+        raise UserError(f"'{o}' adds '{name}', a key no config of lionbench reads{hint}"
+                        f"{NEW_KEYS}")  # fmt: skip
+
+
+_ABSENT = object()
 
 
 def _group_names(conf_dir: Path) -> list[str]:
@@ -168,8 +198,8 @@ def _validate_run(cfg: Any, extra_dirs: Sequence[Path]) -> None:
     if "eval_seed" in cfg.data:
         checks.integer(cfg.data.eval_seed, "data.eval_seed", low=0)
     if "workers" in cfg.data:  # DataLoader worker processes; 0 loads in the training process
-        checks.integer(cfg.data.workers, "data.workers", low=0)
-    checks.integer(cfg.seed, "seed", low=0)
+        checks.integer(cfg.data.workers, "data.workers", low=0, high=MAX_WORKERS)
+    checks.integer(cfg.seed, "seed", low=0, high=MAX_SEED)
     _device(cfg.device)
     checks.choice(cfg.precision, "precision", PRECISIONS)
     checks.boolean(cfg.compile, "compile")
@@ -184,6 +214,15 @@ def validate_optim(optim: Any) -> None:
     registry entry lists, each checked by the registry's own check."""
     spec = spec_of(optim)
     spec.impl(impl_of(optim))
+    known = {*META_KEYS, *spec.hyperparams}
+    unknown = [str(k) for k in optim if k not in known] if spec.target is None else []
+    if unknown:  # a registry optimizer ignores what it does not list: say so, do not run
+        raise UserError(
+            f"optim.{unknown[0]} is not a setting of optim={spec.name}"
+            f"{checks.did_you_mean(unknown[0], spec.hyperparams, prefix='optim.')} (its settings: "
+            f"{', '.join(spec.hyperparams)}; its implementations: optim.impl="
+            f"{'|'.join(spec.impls)})"
+        )
     for key, check in spec.hyperparams.items():
         if key not in optim:
             raise UserError(
@@ -199,7 +238,7 @@ def _validate_train(cfg: Any) -> None:
     checks.integer(s.warmup_steps, "sched.warmup_steps", low=0)
     checks.real(s.final_lr_frac, "sched.final_lr_frac", low=0.0, high=1.0)
     t = cfg.train
-    checks.integer(t.steps, "train.steps", low=1)
+    checks.integer(t.steps, "train.steps", low=1, high=MAX_STEPS)
     checks.integer(t.batch_size, "train.batch_size", low=1)
     checks.integer(t.grad_accum, "train.grad_accum", low=1)
     if t.batch_size % t.grad_accum:
@@ -208,8 +247,24 @@ def _validate_train(cfg: Any) -> None:
             f"train.grad_accum ({t.grad_accum})"
         )
     checks.real(t.grad_clip, "train.grad_clip", low=0.0)
-    for key in ("log_interval", "eval_interval", "eval_batches"):
-        checks.integer(t[key], f"train.{key}", low=1)
+    for key in ("log_interval", "eval_interval"):
+        checks.integer(t[key], f"train.{key}", low=1, high=MAX_STEPS)
+    # `all`: the whole validation split, for recipes whose YAML says they can (gpt2)
+    if t.eval_batches == "all" and cfg.recipe.get("eval_all") is not True:
+        raise UserError(
+            f"train.eval_batches=all (the whole validation split) is not supported by "
+            f"recipe={cfg.recipe.name}: set a number of batches of train.batch_size"
+        )
+    if t.eval_batches != "all":
+        accepted = " (or all)" if cfg.recipe.get("eval_all") is True else ""
+        checks.integer(t.eval_batches, f"train.eval_batches{accepted}", low=1, high=MAX_STEPS)
+        if t.eval_batches * t.batch_size > MAX_EVAL_EXAMPLES:
+            whole = "; train.eval_batches=all evaluates a whole split" if accepted else ""
+            raise UserError(
+                f"train.eval_batches x train.batch_size = {t.eval_batches * t.batch_size:,} eval "
+                f"examples, more than {MAX_EVAL_EXAMPLES:,} (held in memory and evaluated at "
+                f"every train.eval_interval){whole}"
+            )
     if t.target is not None:
         checks.real(t.target, "train.target")
     if not isinstance(t.target_metric, str) or not t.target_metric:
@@ -218,9 +273,10 @@ def _validate_train(cfg: Any) -> None:
         checks.unit_interval(t.ema_decay, "train.ema_decay")
     if t.diverge_loss is not None:
         checks.positive(t.diverge_loss, "train.diverge_loss")
-    checks.integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0)
-    checks.integer(cfg.timing.opt_step_every, "timing.opt_step_every", low=1)
-    checks.integer(cfg.checkpoint.interval, "checkpoint.interval (0: only on a signal)", low=0)
+    checks.integer(cfg.timing.warmup_steps, "timing.warmup_steps", low=0, high=MAX_STEPS)
+    checks.integer(cfg.timing.opt_step_every, "timing.opt_step_every", low=1, high=MAX_STEPS)
+    checks.integer(cfg.checkpoint.interval, "checkpoint.interval (0: only on a signal)", low=0,
+                   high=MAX_STEPS)  # fmt: skip
     checks.boolean(cfg.checkpoint.keep, "checkpoint.keep")
 
 

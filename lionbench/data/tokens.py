@@ -1,6 +1,18 @@
-"""nanoGPT-format token files: `train.bin` / `val.bin`, headerless uint16, plus `meta.json`.
+"""nanoGPT-format token files: `train.bin` / `val.bin`, headerless uint16, plus `meta.json`;
+and the eval set drawn from a split.
 
 `check_dir` runs before any work (no torch) so a bad directory is one line and exit code 2.
+
+The eval set is made of *tiles*: windows of `block_size + 1` tokens starting at multiples of
+`block_size`, so that the targets of two tiles never overlap (a tile's last token is the next
+one's first input) and the tiles together predict every token of the split but the first, up to
+a tail shorter than one window. A fixed eval set is `n` tiles drawn without replacement by
+`data.eval_seed` (a split with fewer tiles is evaluated whole, with a warning);
+`train.eval_batches=all` is every tile plus one window over the tail whose
+already-predicted targets are ignored: each target of the split exactly once, as harnesses that
+report the whole validation split count it. (Before issue 26 the eval windows started anywhere
+and were drawn with replacement; the issue found 240 of them reading up to 0.016 above the
+whole split.)
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from lionbench.errors import UserError
 SPLITS = ("train", "val")
 DTYPE = np.dtype(np.uint16)
 SCAN_CHUNK = 1 << 26  # tokens per slice when scanning a file for its largest id (128 MB)
+IGNORE = -100  # a target that no loss counts (F.cross_entropy's default ignore_index)
 
 
 def check_dir(path: str, block_size: int, vocab_size: int) -> dict[str, Any]:
@@ -78,6 +91,14 @@ def check_dir(path: str, block_size: int, vocab_size: int) -> dict[str, Any]:
     return meta
 
 
+def meta_vocab(path: str) -> int | None:
+    """The vocabulary `meta.json` states (checked as `check_dir` checks it), or None."""
+    root = Path(str(path)).expanduser()
+    if not (root / "meta.json").is_file():
+        return None
+    return _read_meta(root, vocab_size=np.iinfo(np.int64).max).get("vocab_size")
+
+
 def _read_meta(root: Path, vocab_size: int) -> dict[str, Any]:
     """meta.json, when present: an object whose dtype (if given) is uint16 and whose vocab_size
     (if given) fits the model."""
@@ -126,3 +147,71 @@ def open_split(path: str, split: str) -> np.ndarray:
 def windows(tokens: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Rows tokens[s : s + length] for each start s, as int64."""
     return np.stack([np.asarray(tokens[s : s + length], dtype=np.int64) for s in starts])
+
+
+def n_tiles(n_tokens: int, block_size: int) -> int:
+    """Eval tiles a split of `n_tokens` holds: windows of block_size + 1 tokens at multiples of
+    block_size, whose targets (every token but the first) never overlap."""
+    return (n_tokens - 1) // block_size
+
+
+def eval_plan(
+    n_tokens: int, block_size: int, n_eval: int | None, seed: int
+) -> tuple[np.ndarray, int]:
+    """(window starts, targets to ignore at the start of the last window) of an eval set.
+
+    `n_eval` tiles (at most all there are) drawn without replacement by `seed` (sorted, for
+    sequential reads), or with `n_eval=None` every tile and, when the tiles leave a tail of `r`
+    targets, one more window ending at the split's end whose first `block_size - r` targets
+    (predicted by the last tile already) are ignored: every token but the first is a target
+    exactly once."""
+    tiles = n_tiles(n_tokens, block_size)
+    if n_eval is not None:
+        if n_eval > tiles:
+            raise ValueError(f"{n_eval} eval windows asked of {tiles} tiles")
+        rng = np.random.Generator(np.random.PCG64(seed))
+        return np.sort(rng.choice(tiles, size=n_eval, replace=False)) * block_size, 0
+    starts = np.arange(tiles, dtype=np.int64) * block_size
+    tail = (n_tokens - 1) - tiles * block_size
+    if tail == 0:
+        return starts, 0
+    return np.append(starts, n_tokens - 1 - block_size), block_size - tail
+
+
+class EvalWindows:
+    """A split's eval set as (x, y) batches of `micro_batch` windows, read from the (memory-
+    mapped) split batch by batch at every evaluation, so that `train.eval_batches=all` on a
+    large validation split never holds the split on the device. Re-iterable, as `Data.eval`
+    must be. `weights` are the targets each batch counts when they differ (None when all are
+    equal): evaluation then averages the batches' mean losses weighted by them, which is the
+    mean over every target; `targets` is their total."""
+
+    def __init__(
+        self,
+        split: np.ndarray,
+        plan: tuple[np.ndarray, int],
+        block_size: int,
+        micro_batch: int,
+        to_device: Any,
+    ) -> None:
+        starts, self.ignored = plan
+        self.split, self.length, self.to_device = split, block_size + 1, to_device
+        self.batches = [starts[i : i + micro_batch] for i in range(0, len(starts), micro_batch)]
+        counts = [len(b) * block_size for b in self.batches]
+        counts[-1] -= self.ignored
+        self.targets = sum(counts)
+        self.weights = counts if len(set(counts)) > 1 else None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Any:
+        import torch
+
+        for i, starts in enumerate(self.batches):
+            rows = torch.from_numpy(windows(self.split, starts, self.length))
+            x, y = rows[:, :-1], rows[:, 1:]
+            if self.ignored and i == len(self.batches) - 1:
+                y = y.clone()
+                y[-1, : self.ignored] = IGNORE
+            yield self.to_device(x, y)

@@ -12,17 +12,27 @@ from lionbench.recipe import Recipe
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, recipe: Recipe, batches: Any, autocast: Any) -> dict:
-    """Mean loss and metrics over the fixed eval batches; one host sync per metric at the end."""
+    """Mean loss and metrics over the fixed eval batches; one host sync per metric at the end.
+
+    Each batch's mean counts once, unless the eval set carries `weights` (what each batch's mean
+    is over: GPT-2's targets when `train.eval_batches=all` leaves a shorter last batch, see
+    data/tokens.py): then the means are weighted by them, which makes the result the mean over
+    every target of the split. Eval sets of equal batches carry none, so their numbers are
+    computed exactly as before."""
+    weights = getattr(batches, "weights", None)
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
     n = 0
     with autocast:
-        for batch in batches:
+        for i, batch in enumerate(batches):
             loss, metrics = recipe.loss(model, batch)
+            w = 1 if weights is None else weights[i]
             for k, v in {"loss": loss, **metrics}.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-            n += 1
+                # weighted sums in float64: a whole split's batches times their targets
+                v = v.detach().float() if weights is None else v.detach().double() * w
+                sums[k] = sums.get(k, 0) + v
+            n += w
     model.train(was_training)
     means = {k: float(v) / n for k, v in sums.items()}
     return {**means, **recipe.eval_metrics(means)}

@@ -12,7 +12,15 @@ from typing import Any
 
 
 def lr_factor(step: int, *, name: str, total: int, warmup: int, final: float) -> float:
-    """Multiplier of the base lr for the update with 0-based index `step`."""
+    """Multiplier of the base lr for the update with 0-based index `step`.
+
+    Endpoints (docs/design.md, section 5): step 0 gets 1 / warmup, never 0 (1 without warmup);
+    the warmup reaches 1 at step warmup - 1 and the decay starts from 1 at step warmup, so the
+    peak serves two updates; the last step (total - 1) gets `final` with cosine (exactly) and
+    linear (1 - (1 - final): `final` up to one rounding), max(final, sqrt(warmup / total)) with
+    rsqrt, 1 with constant. nanoGPT's get_lr warms up over one more step, (it + 1) /
+    (warmup + 1), and then decays by the same cosine (lr_decay_iters = max_iters = total - 1):
+    the warmup is a step shorter here, not wrong, so runs keep their schedule."""
     if step < warmup:
         return (step + 1) / warmup
     if name == "constant":

@@ -118,7 +118,7 @@ def timing_warnings(finished: pd.DataFrame) -> list[str]:
     """The runs whose timing was contended, left out of every speed verdict, with why."""
     if "contended" not in finished:
         return []
-    bad = finished[finished["contended"].fillna(False).astype(bool)]
+    bad = finished[finished["contended"].eq(True)]  # None or NaN: not known to be contended
     if bad.empty:
         return []
     named = "; ".join(
@@ -169,6 +169,11 @@ def mean_std(values: pd.Series) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
 
 
+def seed_list(seeds: pd.Series) -> list[int]:
+    """The seeds, sorted, as ints (a corrupt row without a seed makes the column float)."""
+    return sorted(int(x) for x in pd.to_numeric(seeds, errors="coerce").dropna())
+
+
 def optimizer_table(group: pd.DataFrame, completed: pd.DataFrame) -> pd.DataFrame:
     """One row per arm: loss over its completed seeds, speed, memory, and what went wrong."""
     rows = []
@@ -190,7 +195,8 @@ def optimizer_table(group: pd.DataFrame, completed: pd.DataFrame) -> pd.DataFram
                 "hyperparams": first["hyperparams"],
                 "recipe_baseline": bool(flags.any()) if not flags.empty else None,
                 "n": n,
-                "seeds": ",".join(str(x) for x in sorted(ok["seed"].tolist())),
+                "seeds": ",".join(str(x) for x in seed_list(ok["seed"])),  # for people
+                "seed_list": seed_list(ok["seed"]),  # the exports' `seeds`: a real list
                 "final_val_loss": fv,
                 "final_val_loss_std": fs,
                 "best_val_loss": bv,

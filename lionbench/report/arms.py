@@ -114,10 +114,12 @@ def arm_labels(runs: pd.DataFrame, by: list[str]) -> tuple[list[str], list[str |
         records = dict(zip(g.index, g.to_dict("records"), strict=True))
         hps = {i: hyperparams(r) for i, r in records.items()}
         varying = _varying(list(hps.values()))
+        # `--by optim.betas` splits arms by a hyperparameter the label already shows: once
+        shown = {f"optim.{k}" for k in varying} | ({"optim.impl"} if several_impls else set())
         for i, r in records.items():
             suffix = f" [{r['impl']}]" if several_impls else ""
             suffix += "".join(f" {k}={_show(hps[i].get(k))}" for k in varying)
-            suffix += "".join(f" {key}={r[key]}" for key in by)
+            suffix += "".join(f" {key}={r[key]}" for key in by if key not in shown)
             if ratio_consistent(r):
                 labels[i] = f"{r['optim']} r={r['ratio']:g}{suffix}"
                 families[i] = f"{r['optim']}{suffix}"

@@ -2,9 +2,10 @@
 per val point of every run).
 
 Every run directory is read through `run.rundir.RunDir` into a row (report/rows.py). Nothing is
-dropped silently: an unreadable config or summary, or a summary of a schema this lionbench does
-not know, is a `corrupt` row that the report lists and never counts; copies of one run are
-counted once and said.
+dropped silently: an unreadable config or summary, a summary of a schema this lionbench does
+not know, or a completed run's metrics.jsonl that is missing, empty, unparsable before its last
+line or without a val record, is a `corrupt` row that the report lists and never counts; copies
+of one run are counted once and said.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def load_runs(roots: list[Path], by: Iterable[str] = ()) -> tuple[pd.DataFrame, 
             rows.append(row)
             continue
         configs.append((len(rows), cfg))
-        points, error = val_points(rundir)
+        points, error = val_points(rundir, completed=row["status"] == Status.COMPLETED.value)
         if error:
             row.update(status=Status.CORRUPT.value, error=error)
         rows.append(row)

@@ -228,9 +228,9 @@ def render(
     else:
         md += [markdown_table(problems), ""]
         body.append(page.table(problems))
-    links_md, links_html = data_links(["runs", "problems"])
+    links_md, links_html = data_links(["runs", "problems", "curves"])
     md += links_md
     body += links_html
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.html", page.document(body))
-    write_tables(settings, problems, runs, out, found)
+    write_tables(settings, runs, out, found)

@@ -6,6 +6,7 @@ readable schema, how its timing went), and its val points for the curves table. 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import datetime
@@ -144,28 +145,65 @@ def epoch(stamp: Any) -> float | None:
         return None
 
 
-_METRICS: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+_METRICS: dict[tuple[str, int, int], tuple[list[dict[str, Any]], str | None]] = {}
 
 
-def metrics_of(rundir: RunDir) -> list[dict[str, Any]]:
-    """metrics.jsonl's records, read once per report (the tables' val points and the plots'
-    curves come from the same read); a file that changed since is read again."""
+def parse_metrics(text: str, name: str) -> tuple[list[dict[str, Any]], str | None]:
+    """(records, the first unparsable line that is not the last, or None), as
+    `RunDir.read_metrics` reads them: a torn last line (a killed writer) is skipped silently, a
+    bad line before it is data lost mid-file and is said, with its line number."""
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    with contextlib.suppress(ValueError):
+        records = json.loads(f"[{','.join(line for _, line in numbered)}]")
+        if len(records) == len(numbered):  # no line held two values, none spanned two
+            return records, None
+    records, problem = [], None
+    for i, (n, line) in enumerate(numbered):
+        try:
+            records.append(json.loads(line))
+        except ValueError as e:
+            if i < len(numbered) - 1 and problem is None:
+                col = f", column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+                problem = f"{name} line {n}{col}: not a JSON record (data lost mid-file)"
+    return records, problem
+
+
+def read_metrics(rundir: RunDir) -> tuple[list[dict[str, Any]], str | None]:
+    """(metrics.jsonl's records, why they cannot all be trusted), read once per report (the
+    tables' val points, the plots' and the curves table's come from the same read); a file
+    that changed since is read again."""
+    name = rundir.metrics.name
     try:
         st = rundir.metrics.stat()
     except OSError:
-        return []
+        return [], f"no {name}"
     key = (str(rundir.metrics), st.st_mtime_ns, st.st_size)
     if key not in _METRICS:
-        _METRICS[key] = rundir.read_metrics()
+        try:
+            text = rundir.metrics.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            _METRICS[key] = [], f"{name}: {e}"
+        else:
+            records, problem = parse_metrics(text, name)
+            _METRICS[key] = records, problem if text.strip() else f"{name} is empty"
     return _METRICS[key]
 
 
-def val_points(rundir: RunDir) -> tuple[list[dict[str, Any]], str | None]:
+def metrics_of(rundir: RunDir) -> list[dict[str, Any]]:
+    """metrics.jsonl's records (none when it is missing or unreadable)."""
+    return read_metrics(rundir)[0]
+
+
+def val_points(rundir: RunDir, completed: bool = False) -> tuple[list[dict[str, Any]], str | None]:
     """A run's val points, or why its metrics.jsonl cannot be read (a record whose step or time
     is not a number: the run is then reported corrupt, not plotted). A torn last line (a killed
-    writer) is skipped by `read_metrics`."""
+    writer) is skipped. A `completed` run must have its evals: a missing or empty file, a bad
+    line mid-file or no val record makes it corrupt (its results would rest on lost data)."""
     d, points = rundir.path, []
-    for n, r in enumerate(metrics_of(rundir), 1):
+    records, problem = read_metrics(rundir)
+    if completed and problem:
+        return [], problem
+    for n, r in enumerate(records, 1):
         if not isinstance(r, dict) or r.get("split") != "val":
             continue
         if not isinstance(r.get("loss"), int | float):
@@ -176,6 +214,8 @@ def val_points(rundir: RunDir) -> tuple[list[dict[str, Any]], str | None]:
         if time_s is not None and (isinstance(time_s, bool) or not isinstance(time_s, int | float)):
             return [], f"{rundir.metrics.name} record {n}: time_s {time_s!r} is not a number"
         points.append({"run_dir": str(d), "step": step, "loss": r["loss"], "time_s": time_s})
+    if completed and not points:
+        return [], f"{rundir.metrics.name} has no val record with a loss"
     return points, None
 
 

@@ -57,7 +57,9 @@ def target_table(
                     "target": target,
                     "arm": arm,
                     "optim": runs["optim"].iloc[0],
-                    "reached": f"{len(steps)}/{len(runs)}",
+                    "reached": f"{len(steps)}/{len(runs)}",  # for people; the exports
+                    "n_reached": len(steps),  # write these two integers instead
+                    "n_seeds": len(runs),
                     "all_reached": len(steps) == len(runs),
                     "steps_to_target": float(steps.mean()) if len(steps) else math.nan,
                     "steps_to_target_std": (

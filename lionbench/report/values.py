@@ -52,7 +52,7 @@ def run_values(finished: pd.DataFrame, curves: pd.DataFrame, targets: list[float
     speed value (its timing was the machine's). Built from numpy columns in one go: the A/A
     test calls this hundreds of times."""
     diverged = (finished["status"] == Status.DIVERGED.value).to_numpy()
-    contended = column(finished, "contended", False).fillna(False).astype(bool).to_numpy()
+    contended = column(finished, "contended", False).eq(True).to_numpy()  # None: not known
     unfair = diverged | contended
     exact = np.zeros(len(finished))
     parts: list[tuple[str, float, np.ndarray, np.ndarray]] = []  # metric, target, value, res

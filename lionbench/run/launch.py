@@ -10,24 +10,28 @@ run/runner.py, which trains or skips the run.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lionbench import config, signals
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError, say_error
-from lionbench.recipe import load_recipe
+from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status
 from lionbench.run import slurm
 from lionbench.run.lock import check_free
 from lionbench.run.rundir import RunDir, run_dir_path
+
+if TYPE_CHECKING:
+    import torch
 
 # Resolvers must exist wherever a job runs, including a launcher's worker processes.
 config.register_resolvers()
@@ -41,6 +45,7 @@ class Outcome:
     status: Status
     exit_code: int
     objective: float
+    run_dir: Path | None = None
 
 
 def job(cfg: DictConfig) -> Outcome:
@@ -61,7 +66,8 @@ def job(cfg: DictConfig) -> Outcome:
     except UserError as e:
         say_error(e)
         return Outcome(Status.BAD_INPUT, EXIT_BAD_INPUT, objective(None, cfg, higher))
-    return Outcome(result.status, result.exit_code, objective(result.summary, cfg, higher))
+    value = objective(result.summary, cfg, higher)
+    return Outcome(result.status, result.exit_code, value, result.run_dir)
 
 
 def objective(summary: RunSummary | None, cfg: DictConfig, higher_is_better: bool) -> float:
@@ -100,6 +106,7 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
         recipe.check()
         recipe.check_target()
         check_dist(cfg)
+        check_memory(cfg, recipe)
         cfgs.append(cfg)
     check_run_dirs(cfgs)
     return cfgs
@@ -117,6 +124,53 @@ def check_dist(cfg: DictConfig) -> None:
             f"train.batch_size {cfg.train.batch_size} must be divisible by {ranks} ranks x "
             f"train.grad_accum {cfg.train.grad_accum} = {per_rank}"
         )
+
+
+_TRAINING_BYTES: dict[str, int] = {}  # model and optimizer config -> bytes, once per command
+
+
+def check_memory(cfg: DictConfig, recipe: Recipe) -> None:
+    """The model's weights, gradients and optimizer state (the implementation's own state model)
+    must fit in the free memory of the run's device: a size typo (`recipe.model.n_embd=76800`)
+    is one line here, not an hour of swapping or an out-of-memory crash after the run directory
+    exists. Activations come on top, so this is a floor, not a promise. The model is built on
+    torch's meta device (shapes only: no memory, no init)."""
+    import torch
+
+    from lionbench.loop.device import resolve_device
+    from lionbench.optim.registry import impl_of, spec_of
+
+    impl = impl_of(cfg.optim)
+    key = json.dumps(OmegaConf.to_container(cfg.recipe, resolve=True), sort_keys=True) + impl
+    if key not in _TRAINING_BYTES:
+        with torch.device("meta"):
+            shapes = [tuple(p.shape) for p in recipe.build_model().parameters()]
+        state = spec_of(cfg.optim).impl(impl).state_bytes
+        _TRAINING_BYTES[key] = sum(8 * math.prod(s) + state(s) for s in shapes)
+    need, device = _TRAINING_BYTES[key], resolve_device(cfg.device)
+    free = free_memory(device)
+    if free is not None and need > free:
+        raise UserError(
+            f"recipe={cfg.recipe.name} at these sizes needs {need / 2**30:.1f} GiB for its "
+            f"weights, gradients and optimizer state alone, more than the {free / 2**30:.1f} GiB "
+            f"free on {device} (smaller recipe.model.* sizes, or scale=small/smoke)"
+        )
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on the device: MemAvailable on a Linux host, the CUDA driver's free memory on
+    a GPU; None where unknown (the check is then skipped)."""
+    import torch
+
+    if device.type == "cuda":
+        with contextlib.suppress(RuntimeError):
+            return int(torch.cuda.mem_get_info(device)[0])
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
 def check_run_dirs(cfgs: list[DictConfig]) -> None:
@@ -158,6 +212,9 @@ def hydra_argv(args: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+HYDRA_HELP = "lionbench"  # conf/hydra/hydra_help/lionbench.yaml: the flags lionbench takes
+
+
 def launch(args: list[str]) -> list[Outcome]:
     """Run the jobs through Hydra's main; returns the outcomes of the jobs run in this process
     (none when a launcher ran them in other processes, or for print-only flags)."""
@@ -170,6 +227,8 @@ def launch(args: list[str]) -> list[Outcome]:
         outcomes.append(job(cfg))
         return outcomes[-1].objective  # what a sweeper optimises; the exit code comes from main
 
+    if "--hydra-help" in args:  # Hydra composes that help without the primary config
+        args = [*args, f"hydra/hydra_help={HYDRA_HELP}"]
     with hydra_argv(args):
         hydra_job()
     return outcomes
@@ -225,6 +284,26 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
         return outcomes[0].exit_code if outcomes else EXIT_OK
     if outcomes:
         statuses = [o.status for o in outcomes]
+        dirs = [o.run_dir for o in outcomes if o.run_dir is not None]
     else:  # the launcher ran the jobs in other processes: read their run directories
-        statuses = [RunDir(d).status() for _, d in run_dirs(checked)]
+        dirs = [d for _, d in run_dirs(checked)]
+        statuses = [RunDir(d).status() for d in dirs]
+        if config.sweeper(config.split_args(args)[1]) != "basic":
+            dirs = []  # a sampler's points are its own: the checked ones are not the runs
+    closing_table(dirs, Path(str(checked[0].results_dir)).expanduser())
     return EXIT_FAILED if any(s.problem for s in statuses) else EXIT_OK
+
+
+def closing_table(dirs: list[Path], results: Path) -> None:
+    """One table of the multirun's runs (each once, in the order they ran) and its next step."""
+    from lionbench.console import multirun_table
+
+    if not dirs:  # a sampler's runs elsewhere: Hydra's own output said what ran
+        return
+    summaries = []
+    for d in dict.fromkeys(dirs):
+        s = RunDir(d).read_summary()
+        summaries.append(
+            s.to_dict() if s is not None else {"run_dir": str(d), "status": RunDir(d).status()}
+        )
+    multirun_table(summaries, results)

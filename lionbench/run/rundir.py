@@ -47,10 +47,15 @@ NOT_STARTED_FIX = (
 
 
 def run_dir_path(cfg: dict[str, Any], device_type: str) -> Path:
-    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`."""
-    return (
-        Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / run_name(cfg, device_type)
-    )
+    """Where the run of this resolved config lives: `<results_dir>/<recipe>/<run name>`, or the
+    existing directory with the same identity hash under an earlier name (names gained non-default
+    hyperparameters in issue 26: runs made before keep their directories)."""
+    name = run_name(cfg, device_type)
+    path = Path(cfg["results_dir"]).expanduser() / cfg["recipe"]["name"] / name
+    if path.exists() or not path.parent.is_dir():
+        return path
+    earlier = sorted(p for p in path.parent.glob(f"*-{name.rsplit('-', 1)[1]}") if p.is_dir())
+    return earlier[0] if earlier else path
 
 
 def manifest_path(results_dir: Path, kind: str, name: str) -> Path:

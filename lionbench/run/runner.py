@@ -107,7 +107,8 @@ def disk_full(rundir: RunDir, summary: RunSummary, e: OSError) -> RunResult:
 
 def setup_warnings(cfg: DictConfig, device: torch.device) -> list[str]:
     """What a run is told before its first step: scale=full on a CPU (the published model size,
-    meant for a GPU), and a timing warmup as long as the run (no step is timed: no speed)."""
+    meant for a GPU), an lr warmup as long as the run (the peak lr is never reached), and a
+    timing warmup as long as the run (no step is timed: no speed)."""
     lines = []
     if device.type == "cpu" and cfg.get("scale") == "full":
         lines.append(
@@ -115,6 +116,12 @@ def setup_warnings(cfg: DictConfig, device: torch.device) -> list[str]:
             f"and hours per run here (scale=small is the CPU comparison)"
         )
     warmup, steps = int(cfg.timing.warmup_steps), int(cfg.train.steps)
+    if int(cfg.sched.warmup_steps) > steps:  # equal: the peak is the last update's lr
+        lines.append(
+            f"sched.warmup_steps={cfg.sched.warmup_steps} is beyond train.steps={steps}: the "
+            f"lr is still warming up when the run ends and never reaches optim.lr (lower "
+            f"sched.warmup_steps, or raise train.steps)"
+        )
     if warmup >= steps:
         lines.append(
             f"timing.warmup_steps={warmup} is not below train.steps={steps}: no step is timed, "
@@ -187,8 +194,16 @@ def finish(cfg: DictConfig, rundir: RunDir, wandb: WandbLogger, summary: RunSumm
         rundir.checkpoint.unlink(missing_ok=True)
     wandb.finish(summary.to_dict(), EXIT_CODES[summary.status])
     if summary.status != Status.FAILED:
-        console.summary_table(summary.to_dict())
+        console.summary_table(summary.to_dict(), next_step=not in_multirun())
     return RunResult(summary.status, rundir.path, summary)
+
+
+def in_multirun() -> bool:
+    """Whether this run is one job of a Hydra multirun (which ends with its own next step)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run_workers(plain: dict[str, Any], rundir: RunDir) -> RunResult:
