@@ -35,6 +35,14 @@ def integer(value: Any, name: str, low: int | None = None, high: int | None = No
         raise UserError(f"{name} must be <= {high:,}, got {value:,}")
 
 
+def names(value: Any, name: str) -> None:
+    """A list of strings (parameter-name patterns, ...), possibly empty."""
+    if isinstance(value, str) or not hasattr(value, "__len__"):
+        raise UserError(f"{name} must be a list of strings, e.g. [lm_head.*], got {value!r}")
+    if not all(isinstance(v, str) for v in value):
+        raise UserError(f"{name} must be a list of strings, e.g. [lm_head.*], got {value!r}")
+
+
 def boolean(value: Any, name: str) -> None:
     if not isinstance(value, bool):
         raise UserError(f"{name} must be true or false, got {value!r}")

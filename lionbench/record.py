@@ -98,10 +98,11 @@ def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
 
 
 def baselines_used(optim: dict[str, Any]) -> set[str]:
-    """The recipe baseline blocks an optimizer config reads: its own and, for Lion, AdamW's."""
+    """The recipe baseline blocks an optimizer config reads: its own and, for Lion and Muon,
+    AdamW's."""
     name = optim.get("name")
     spec = OPTIMIZERS.get(name) if optim.get("_target_") is None else None
-    return {str(name), *([spec.ratio_of] if spec and spec.ratio_of else [])}
+    return spec.baselines if spec else {str(name)}
 
 
 def setting_config(cfg: dict[str, Any], optimizer_names: tuple[str, ...]) -> dict[str, Any]:
@@ -147,8 +148,11 @@ def _non_default(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
     """The optimizer's hyperparameters that differ from its recipe block or registry defaults."""
     o = cfg["optim"]
     spec = OPTIMIZERS.get(o["name"])
-    block = (cfg.get("recipe") or {}).get(o["name"])
+    recipe = cfg.get("recipe") or {}
+    block = recipe.get(o["name"])
     usual = {**(spec.defaults if spec else {}), **(block if isinstance(block, dict) else {})}
+    for other in spec.also_reads if spec else ():  # Muon's adamw_lr: recipe.adamw.lr
+        usual.update({f"{other}_{k}": v for k, v in (recipe.get(other) or {}).items()})
     return [
         (k, v)
         for k, v in sorted(o.items())
@@ -253,6 +257,8 @@ class RunSummary:
     peak_mem_kind: str | None = None
     optimizer_state_bytes: int | None = None
     expected_state_bytes: int | None = None  # the registry's, for the trainable parameters
+    # a composite optimizer's split: per part's optimizer, its tensors, elements and names
+    optimizer_parts: dict[str, Any] | None = None
     n_params: int | None = None
     init_state_hash: str | None = None
     first_batch_hash: str | None = None

@@ -53,7 +53,8 @@ MAX_STEPS = 200  # per repeat: plenty for a median; tiny parameter sets stop her
 PROBE_PASSES = 5  # timed passes of each probe pattern per probe (after one untimed)
 # Paths left out of the default on a CPU: per-parameter Python loops, the eager reference and
 # torch's multi-tensor Adafactor take 2-5 s a step for GPT-2 124M on 2 cores (10-60x torch's
-# fused AdamW), more than a two-minute default can give them with warm-ups and repeats.
+# fused AdamW), Muon's bf16 Newton-Schulz far more, beyond what a two-minute default can give
+# them with warm-ups and repeats.
 # `--impls all` (or naming them) times them.
 SLOW_ON_CPU = (
     "lion:lionbench_eager",
@@ -61,6 +62,8 @@ SLOW_ON_CPU = (
     "adamw:loop",
     "sgd:loop",
     "adafactor:foreach",
+    "muon:torch",  # Newton-Schulz in bf16: CPU matmuls, minutes a step at GPT-2 size
+    "muon:lionbench",
 )
 
 

@@ -160,6 +160,13 @@ def expected_state_bytes(optim_cfg: DictConfig, model: torch.nn.Module) -> int |
     spec = spec_of(optim_cfg)
     if spec.target is not None:
         return None
+    impl = spec.impl(impl_of(optim_cfg))
+    if impl.partition is not None:  # per part: Muon's momentum on matrices, AdamW's on the rest
+        from lionbench.optim.partition import assign
+
+        part = assign(model, list(optim_cfg.get("exclude") or []))
+        named = dict(model.named_parameters())
+        return sum(impl.partition.state_bytes[part[n]](tuple(named[n].shape)) for n in part)
     shapes = [tuple(p.shape) for p in model.parameters() if p.requires_grad]
     return spec.expected_state_bytes(impl_of(optim_cfg), shapes)
 
@@ -430,6 +437,7 @@ def results(
         "peak_mem_kind": parts.peak_memory.kind,
         "optimizer_state_bytes": state_bytes(parts.optimizer),
         "expected_state_bytes": parts.expected_state_bytes,
+        "optimizer_parts": getattr(parts.optimizer, "assignment", None),
         "n_params": parts.n_params,
         "init_state_hash": parts.init_hash,
         "first_batch_hash": state.first_batch_hash,

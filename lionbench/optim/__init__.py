@@ -65,7 +65,21 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 def build_optimizer(optim_cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     cfg = plain(optim_cfg)
-    return build_from_groups(cfg, param_groups(model, float(cfg["weight_decay"])))
+    groups = param_groups(model, float(cfg["weight_decay"]))
+    partition = spec_of(cfg).impl(impl_of(cfg)).partition
+    if partition is None:
+        return build_from_groups(cfg, groups)
+    from lionbench.optim.partition import assign, split_groups, summary_of
+
+    assignment = assign(model, list(cfg.get("exclude") or []))
+    tagged = [
+        {**g, "part": part}
+        for part, part_groups in split_groups(model, groups, assignment).items()
+        for g in part_groups
+    ]
+    optimizer = build_from_groups(cfg, tagged)
+    optimizer.assignment = summary_of(model, assignment, partition.optimizers)
+    return optimizer
 
 
 def build_from_groups(cfg: Mapping[str, Any], groups: list[dict[str, Any]]) -> Any:
@@ -79,9 +93,11 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes held in optimizer state tensors (momentum, second moment, step counters)."""
     import torch
 
+    states = getattr(optimizer, "part_states", lambda: [optimizer.state])()  # a composite's
     return sum(
         t.numel() * t.element_size()
-        for state in optimizer.state.values()
+        for part in states
+        for state in part.values()
         for t in state.values()
         if isinstance(t, torch.Tensor)
     )

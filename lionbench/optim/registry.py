@@ -46,7 +46,18 @@ class Impl:
     build: Callable[[Groups, Mapping[str, Any]], torch.optim.Optimizer]
     state_bytes: Callable[[Shape], int]
     bytes_moved: int | None = None
-    needs: tuple[str, ...] = ()  # "cuda", "triton": what must be present to run it
+    needs: tuple[str, ...] = ()  # "cuda", "triton", "torch>=2.9": what must be present
+    partition: Partition | None = None  # a composite: one optimizer per part of the parameters
+
+
+@dataclass(frozen=True)
+class Partition:
+    """How a composite optimizer divides the parameters (optim/partition.py: `matrix`, the
+    hidden 2-D weights, and `rest`): which optimizer takes each part, and the state bytes each
+    holds per tensor. Its `Impl.build` gets groups tagged with their `part`."""
+
+    optimizers: Mapping[str, str]  # part -> the name of the optimizer that updates it
+    state_bytes: Mapping[str, Callable[[Shape], int]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,12 @@ class OptimizerSpec:
     ratio_of: str | None = None
     target: str | None = None  # the class path of a user `_target_` optimizer
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    also_reads: tuple[str, ...] = ()  # other recipe blocks its config reads (Muon: adamw)
+
+    @property
+    def baselines(self) -> set[str]:
+        """The recipe blocks (`recipe.<name>`) a run of it reads: part of its identity."""
+        return {self.name, *([self.ratio_of] if self.ratio_of else []), *self.also_reads}
 
     @property
     def tuning_axis(self) -> str:
@@ -120,6 +137,58 @@ def _lion(momentum: str | None, compiled: bool, native: bool) -> Callable[..., A
         )  # fmt: skip
 
     return build
+
+
+def _muon(variant: str) -> Callable[..., Any]:
+    """Muon on the `matrix` part (torch's, or lionbench's for torch < 2.9) and AdamW on the
+    `rest` with the `adamw_*` settings; weight decay stays off where the groups put it off."""
+
+    def build(groups: Groups, hp: Mapping[str, Any]) -> Any:
+        import torch
+
+        from lionbench.optim.muon import Muon
+        from lionbench.optim.partition import Partitioned
+
+        parts: dict[str, Groups] = {}
+        for g in groups:  # untagged groups (bench optim): 2-D tensors to Muon, by shape alone
+            rest = {k: v for k, v in g.items() if k != "part"}
+            for part in ("matrix", "rest"):
+                params = [p for p in g["params"] if _part_of(g, p) == part]
+                if params:
+                    parts.setdefault(part, []).append({**rest, "params": params})
+        opts: dict[str, Any] = {}
+        if "matrix" in parts:
+            cls = torch.optim.Muon if variant == "torch" else Muon
+            opts["matrix"] = cls(
+                parts["matrix"], lr=hp["lr"], weight_decay=hp["weight_decay"],
+                momentum=hp["momentum"], nesterov=hp["nesterov"], ns_steps=hp["ns_steps"],
+                adjust_lr_fn=hp["adjust_lr_fn"],
+            )  # fmt: skip
+        if "rest" in parts:
+            rest = [{**g, "weight_decay": hp["adamw_weight_decay"] if g["weight_decay"] else 0.0}
+                    for g in parts["rest"]]  # fmt: skip
+            opts["rest"] = torch.optim.AdamW(
+                rest, lr=hp["adamw_lr"], betas=tuple(hp["adamw_betas"]), eps=hp["adamw_eps"]
+            )
+        return Partitioned(opts, {})
+
+    return build
+
+
+def _part_of(group: Mapping[str, Any], param: Any) -> str:
+    return group.get("part") or ("matrix" if param.dim() == 2 else "rest")
+
+
+def _matrix_or_adamw(shape: Shape) -> int:
+    """Muon's momentum (4 B per element) for a 2-D tensor, AdamW's two moments and step
+    otherwise: the composite's state when only shapes are known (bench optim, memory check)."""
+    return 4 * math.prod(shape) if len(shape) == 2 else 8 * math.prod(shape) + 4
+
+
+_MUON_PARTITION = Partition(
+    optimizers={"matrix": "muon", "rest": "adamw"},
+    state_bytes={"matrix": per_element(4), "rest": per_element(8, 4)},
+)
 
 
 def _lion_pytorch(variant: str) -> Callable[..., Any]:
@@ -208,6 +277,10 @@ def grads_laid_out_like_params(opt: Any) -> Iterator[None]:
 
 _LION_STATE = per_element(4)
 _ADAMW_KEYS = ("betas", "eps")
+# Muon's lr conventions (torch's adjust_lr_fn): "original" scales by sqrt(max(1, rows/cols))
+# (Jordan's, lr about 0.02); "match_rms_adamw" by 0.2 sqrt(max(rows, cols)), Moonlight's, under
+# which AdamW's lr and weight decay carry over (lionbench's default).
+MUON_LR_CONVENTIONS = ("match_rms_adamw", "original")
 _SGD_KEYS = ("momentum", "nesterov")
 _ADAFACTOR_KEYS = ("beta2_decay", "d")
 
@@ -274,6 +347,46 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                     ("loop", {"foreach": False}),
                 )
             },
+        ),
+        OptimizerSpec(
+            name="muon",
+            title="Muon",
+            defaults={
+                "lr": 1e-3,
+                "momentum": 0.95,
+                "nesterov": True,
+                "ns_steps": 5,
+                "adjust_lr_fn": "match_rms_adamw",
+                "exclude": [],
+                "adamw_lr": 1e-3,
+                "adamw_betas": (0.9, 0.95),
+                "adamw_eps": 1e-8,
+                "adamw_weight_decay": 0.1,
+            },
+            description="Muon (Jordan et al. 2024) on hidden 2-D weights, AdamW on the rest",
+            hyperparams={
+                "lr": checks.positive,
+                "weight_decay": checks.non_negative,
+                "momentum": checks.unit_interval,
+                "nesterov": checks.boolean,
+                "ns_steps": lambda v, name: checks.integer(v, name, low=1, high=99),
+                "adjust_lr_fn": lambda v, name: checks.choice(v, name, MUON_LR_CONVENTIONS),
+                "exclude": checks.names,
+                "adamw_lr": checks.positive,
+                "adamw_betas": checks.betas,
+                "adamw_eps": checks.positive,
+                "adamw_weight_decay": checks.non_negative,
+            },
+            impls={
+                "torch": Impl(
+                    _muon("torch"),
+                    _matrix_or_adamw,
+                    needs=("torch>=2.9",),
+                    partition=_MUON_PARTITION,
+                ),
+                "lionbench": Impl(_muon("lionbench"), _matrix_or_adamw, partition=_MUON_PARTITION),
+            },
+            also_reads=("adamw",),
         ),
         OptimizerSpec(
             name="sgd",
@@ -404,4 +517,12 @@ def missing_needs(impl: Impl, device_type: str) -> list[str]:
         missing.append("a CUDA device")
     if "triton" in impl.needs and importlib.util.find_spec("triton") is None:
         missing.append("Triton")
+    if "torch>=2.9" in impl.needs and not _torch_has("Muon"):
+        missing.append("torch >= 2.9 (torch.optim.Muon)")
     return missing
+
+
+def _torch_has(name: str) -> bool:
+    import torch
+
+    return hasattr(torch.optim, name)

@@ -1,8 +1,8 @@
-"""The report's machine-readable files: every table as `<name>.csv` and `<name>.parquet`, named
-as the plots are, by the setting's slug (`optimizers_gpt2-smoke-sched-cosine.csv`) or the
-sweep's (`study_claims_<sweep>.csv`), never by a hash; and the links report.md and report.html
-give to them. One function names the files (`setting_tables`, `study_tables`): the writer and
-the links cannot disagree.
+"""The report's machine-readable files: every table as `<name>.csv` and `<name>.parquet` (the
+paper tables also as `<name>.tex`, latex.py), named as the plots are, by the setting's slug
+(`optimizers_gpt2-smoke-sched-cosine.csv`) or the sweep's (`study_claims_<sweep>.csv`), never
+by a hash; and the links report.md and report.html give to them. One function names the files
+(`setting_tables`, `study_tables`): the writer and the links cannot disagree.
 
 The files are tidy for pandas (`tidy`): one setting label everywhere (the `setting` column of
 runs, problems, curves and every per-setting table, the label the file names are slugs of),
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lionbench.record import Status
+from lionbench.report.latex import kind_of, write_latex
 from lionbench.report.plots import plot_names, unique_slugs
 from lionbench.report.rows import metrics_of
 from lionbench.run.rundir import RunDir
@@ -83,11 +84,18 @@ def study_tables(found: Sequence[Study]) -> list[dict[str, pd.DataFrame]]:
 
 
 def data_links(names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(markdown lines, HTML fragments) linking the CSV of each table (Parquet lies beside)."""
+    """(markdown lines, HTML fragments) linking the CSV of each table (Parquet lies beside) and
+    the LaTeX of those that have one (`latex.kind_of`: the paper tables)."""
     if not names:
         return [], []
+    tex = [n for n in names if kind_of(n)]
     md = "Tables as CSV (and Parquet): " + ", ".join(f"[{n}.csv]({n}.csv)" for n in names)
     links = ", ".join(f"<a href='{html.escape(n)}.csv'>{html.escape(n)}.csv</a>" for n in names)
+    if tex:
+        md += "; as LaTeX (booktabs): " + ", ".join(f"[{n}.tex]({n}.tex)" for n in tex)
+        links += "; as LaTeX (booktabs): " + ", ".join(
+            f"<a href='{html.escape(n)}.tex'>{html.escape(n)}.tex</a>" for n in tex
+        )
     return [md, ""], [f"<p class=meta>Tables as CSV (and Parquet): {links}</p>"]
 
 
@@ -201,7 +209,8 @@ def write_tables(
     found: Sequence[Study] = (),
 ) -> None:
     """<name>.csv and <name>.parquet (when pyarrow is there) of runs, problems, curves and each
-    table, named as the report links them (`setting_tables`, `study_tables`), all tidy."""
+    table, named as the report links them (`setting_tables`, `study_tables`), all tidy; and
+    <name>.tex of each paper table (latex.py), from the tables as the report shows them."""
     labelled = labelled_runs(runs, settings)
     tables = {
         "runs": labelled,
@@ -212,6 +221,7 @@ def write_tables(
         tables.update(files)
     for s, name in zip(settings, plot_names(settings), strict=True):
         tables.update(setting_tables(s, name))
+    write_latex(tables, out, {s.label: s.baseline for s in settings})
     for name, df in tables.items():
         df = tidy(df)
         csv_ready(df).to_csv(out / f"{name}.csv", index=False)

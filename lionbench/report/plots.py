@@ -1,11 +1,12 @@
 """Matplotlib plots of one setting: train and val curves (and top-1 where the recipe logs it) by
 step and by time, final val loss against lr for every optimizer, and each ratio sweep.
 
-Bands are 95% t-intervals of the mean over seeds (`ci_band`), not min-max: they shrink with
-more seeds, as the paired tests' intervals do. Every plot is saved as PNG (embedded in the HTML)
-and SVG (for papers), named by the setting's label (`curves_step_gpt2-smoke-sched-cosine.png`),
-never by a hash. matplotlib is imported inside the functions (Agg backend): `lionbench report`
-without `--out`, and every other command, never pays for it.
+Bands are 95% t-intervals of the mean over seeds (`ci_band`, `stats.t_half`), not min-max:
+they shrink with more seeds, as the paired tests' intervals do. Every plot is saved as PNG
+(embedded in the HTML) and SVG (for papers), named by the setting's label
+(`curves_step_gpt2-smoke-sched-cosine.png`), never by a hash. matplotlib is imported inside the
+functions (Agg backend): `lionbench report` without `--out`, and every other command, never
+pays for it.
 """
 
 from __future__ import annotations
@@ -21,22 +22,13 @@ import pandas as pd
 
 from lionbench.optim.registry import OPTIMIZERS
 from lionbench.report.rows import metrics_of
+from lionbench.report.stats import t_half
 from lionbench.run.rundir import RunDir
 
 if TYPE_CHECKING:
     from lionbench.report.analyse import Setting
 
-ALPHA = 0.05  # 95% bands, as the verdicts' confidence intervals
 NOT_METRICS = {"step", "split", "time_s", "examples", "lr", "loss", "ppl"}  # ppl: exp(loss)
-
-
-def t_half(std: float, n: int) -> float:
-    """Half-width of the 95% t-interval of a mean of n values (0 for one value: no band)."""
-    from scipy import special
-
-    if n < 2 or not math.isfinite(std):
-        return 0.0
-    return float(special.stdtrit(n - 1, 1 - ALPHA / 2)) * std / math.sqrt(n)
 
 
 def ci_band(g: pd.DataFrame, value: str, by: str = "step") -> pd.DataFrame:

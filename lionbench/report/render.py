@@ -210,7 +210,8 @@ def render(
     out: Path,
     found: Sequence[Study] = (),
 ) -> None:
-    """report.md, self-contained report.html, CSV and Parquet of every table."""
+    """report.md, self-contained report.html, CSV and Parquet of every table (and LaTeX of the
+    paper tables, exports.write_tables)."""
     anchors = plot_names(settings)
     md, body = page.opening(settings, runs, found, anchors)
     s_md, s_body = study_sections(found)

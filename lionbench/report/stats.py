@@ -86,6 +86,15 @@ def paired_t(
     return mean, mean - half, mean + half, p
 
 
+def t_half(std: float, n: int, alpha: float = ALPHA) -> float:
+    """Half-width of the (1 - alpha) t-interval of a mean of n values with sample std `std`
+    (scipy.stats.t.ppf, as a ufunc): the plots' bands and the LaTeX tables' `mean ± CI` share
+    it. 0 for one value or an unknown std: there is no interval to show."""
+    if n < 2 or not math.isfinite(std):
+        return 0.0
+    return float(special.stdtrit(n - 1, 1 - alpha / 2)) * std / math.sqrt(n)
+
+
 def flips(n: int) -> np.ndarray:
     """All 2^n patterns of n signs, as a (2^n, n) matrix of +-1 (cached)."""
     if n not in _SIGNS:
