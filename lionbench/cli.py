@@ -200,22 +200,40 @@ def sweep(
         str | None,
         typer.Option(
             help="Sweep name: W&B group, report label and manifest name "
-            "(default RECIPE-SCALE-ratio-sweep)."
+            "(default RECIPE-SCALE-ratio-sweep; with other --optims RECIPE-SCALE-OPTIMS-sweep)."
         ),
     ] = None,
     launcher: Launcher = "basic",
+    optims: Annotated[
+        str,
+        typer.Option(
+            help="Candidates tuned against AdamW, comma-separated: each along its registry "
+            "axis (Lion: --ratios; others: lr multipliers of their recipe lr, --lrs)."
+        ),
+    ] = "lion",
+    lrs: Annotated[
+        str | None,
+        typer.Option(
+            help="lr multipliers of each lr-axis candidate's recipe lr (wd stays the recipe's). "
+            "Default: AdamW's grid (the same budget)."
+        ),
+    ] = None,
 ) -> None:
-    """Lion's lr/wd ratio against AdamW's lr, equal budgets, then confirmation on fresh seeds.
+    """Candidates (default Lion) against AdamW, each tuned along its own axis with an equal
+    budget, then confirmation on fresh seeds.
 
     Extra arguments are Hydra overrides for every run (recipe=vit scale=smoke ...), including
     hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
     only when a run failed. The manifest is RESULTS_DIR/_sweeps/NAME.json.
     """
+    from lionbench.commands.grid import parse_list
     from lionbench.commands.sweep import run_sweep
 
     req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
                         launcher=launcher, max_extend=max_extend)  # fmt: skip
-    raise typer.Exit(run_sweep(req))
+    candidates = [o.strip() for o in optims.split(",") if o.strip()]
+    grid_lrs = None if lrs is None else parse_list(lrs, "--lrs", float)
+    raise typer.Exit(run_sweep(dataclasses.replace(req, optims=candidates, lrs=grid_lrs)))
 
 
 @study_app.command(

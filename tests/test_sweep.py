@@ -145,6 +145,28 @@ def test_an_edge_optimum_is_extended_until_interior(tmp_path, monkeypatch):
     assert m["confirm_seeds"] == [1] and launches[-2:] == [(1, "adamw", 1), (1, "lion", 1)]
 
 
+def test_any_candidates_get_the_baselines_budget_along_their_own_axis(tmp_path, monkeypatch):
+    """`--optims lion,muon,sgd`: Lion along its ratios, Muon and SGD along lr multipliers of
+    their recipe lrs, each grid as long as AdamW's, extended at its edge, and every best
+    setting confirmed on the fresh seed; the runs of a seed alternate which optimizer leads."""
+    base = {"adamw": 3e-3, "muon": 3e-3, "sgd": 0.3}  # gpt2 smoke's recipe lrs
+    best = {"adamw": 2 * base["adamw"], "lion": base["adamw"] / 5, "muon": base["muon"] / 2,
+            "sgd": 4 * base["sgd"]}  # fmt: skip
+    launches = record_launches(monkeypatch, lambda o, lr: math.log(lr / best[o]) ** 2)
+    req = Request([2.5, 5.0, 10.0], [0], [*TINY, f"results_dir={tmp_path}"],
+                  optims=["lion", "muon", "sgd"], max_extend=1)  # fmt: skip
+    assert sweep_mod.run_sweep(req) == 0
+    m = manifest(tmp_path, "gpt2-smoke-lion-muon-sgd-sweep")
+    opt = m["optimizers"]
+    assert list(opt) == ["adamw", "lion", "muon", "sgd"]
+    assert {o: len(e["initial_grid"]) for o, e in opt.items()} == dict.fromkeys(opt, 3)
+    assert opt["lion"]["grid_key"] == "ratio" and opt["lion"]["best"]["ratio"] == 5.0
+    assert opt["muon"]["grid_key"] == "lr_multiplier" and opt["muon"]["best"]["lr"] == 1.5e-3
+    assert opt["sgd"]["grid"] == [0.5, 1.0, 2.0, 4.0] and opt["sgd"]["best"]["lr_multiplier"] == 4
+    assert all(len(e["confirm_run_dirs"]) == 1 for e in opt.values())
+    assert [o for seed, o, _ in launches if seed == 0][:4] == ["adamw", "lion", "muon", "sgd"]
+
+
 def test_diverged_settings_count_as_inf_and_the_bound_is_reported(tmp_path, monkeypatch):
     # Lion: lower lr is always better, but ratio 10 "diverges"; AdamW's best is beyond 2 bounds
     def loss(optim, lr):
@@ -268,6 +290,10 @@ def test_cli_refuses_optim_lr_in_one_line(tmp_path):
         (["--confirm-seeds", "1"], "--confirm-seeds 1 are also in --seeds"),
         (["--adamw-lrs", "0,1"], "--adamw-lrs must be > 0"),
         (["--max-extend", "-1"], "--max-extend must be >= 0"),
+        (["--optims", "adamw"], "adamw is the baseline every sweep tunes"),
+        (["--optims", "lion,moun"], "unknown --optims 'moun'; did you mean 'muon'?"),
+        (["--optims", "lion,lion"], "--optims has repeated names"),
+        (["--optims", "muon", "--lrs", "1,-2"], "--lrs must be > 0"),
     ],
 )
 def test_sweep_options_bad_input(tmp_path, args, expected):

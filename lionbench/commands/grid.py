@@ -20,6 +20,7 @@ STEP = 2.0  # an extension point lies a factor STEP beyond the grid's edge
 HINTS = {
     "--ratios": "Lion's lr = adamw.lr / ratio; ",
     "--adamw-lrs": "AdamW's lr = recipe.adamw.lr x multiplier; ",
+    "--lrs": "a candidate's lr = its recipe lr x multiplier; ",
 }
 
 

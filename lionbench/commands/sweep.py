@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench import config
+from lionbench import checks, config
 from lionbench.commands import grid, manifest, screen
 from lionbench.commands.grid import exact
 from lionbench.commands.tuning import Sweep, tune
@@ -66,6 +66,8 @@ class Request:
     adamw_lrs: list[float] | None = None
     confirm_seeds: list[int] | None = None  # None: as many fresh seeds; []: no confirmation
     max_extend: int = 2
+    optims: list[str] = field(default_factory=lambda: [CANDIDATE])  # the candidates
+    lrs: list[float] | None = None  # lr multipliers of lr-axis candidates (default: as AdamW's)
 
 
 def setup(req: Request) -> Sweep:
@@ -91,10 +93,14 @@ def setup(req: Request) -> Sweep:
     flags, plain = config.split_args(req.overrides)
     check_launcher(plain)
     cfg = config.compose(plain, config.config_dirs(flags))
+    check_candidates(req.optims)
     baseline_grid = list(req.adamw_lrs or grid.default_multipliers(len(req.ratios)))
-    initial = {BASELINE: baseline_grid, CANDIDATE: list(req.ratios)}
+    lr_grid = list(req.lrs or baseline_grid)  # the same budget along every lr axis
+    initial = {BASELINE: baseline_grid}
+    for o in req.optims:
+        initial[o] = list(req.ratios) if OPTIMIZERS[o].tuning_axis == RATIO else lr_grid
     return Sweep(
-        name=req.name or f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep",
+        name=req.name or default_name(cfg, req.optims),
         overrides=list(req.overrides),
         extra=["hydra/launcher=joblib"] if req.launcher == "joblib" else [],
         recipe=str(cfg.recipe.name),
@@ -106,6 +112,27 @@ def setup(req: Request) -> Sweep:
         max_extend=req.max_extend,
         initial=initial,
     )
+
+
+def check_candidates(optims: list[str]) -> None:
+    """`--optims`: registered optimizers, each once, the baseline not among them."""
+    accepted = [o for o in OPTIMIZERS if o != BASELINE]
+    if not optims:
+        raise UserError(f"--optims is empty (accepted: {', '.join(accepted)})")
+    for o in optims:
+        if o == BASELINE:
+            raise UserError(f"--optims {o}: {o} is the baseline every sweep tunes; name the "
+                            f"candidates (accepted: {', '.join(accepted)})")  # fmt: skip
+        checks.choice(o, "--optims", accepted)
+    if len(set(optims)) != len(optims):
+        raise UserError(f"--optims has repeated names: {','.join(optims)} (each once)")
+
+
+def default_name(cfg: Any, optims: list[str]) -> str:
+    """`gpt2-small-ratio-sweep` for Lion alone (as before), else `gpt2-small-lion-muon-sweep`."""
+    if optims == [CANDIDATE]:
+        return f"{cfg.recipe.name}-{cfg.scale}-ratio-sweep"
+    return f"{cfg.recipe.name}-{cfg.scale}-{'-'.join(optims)}-sweep"
 
 
 def recipe_base(cfg: Any, optim: str) -> tuple[float, float]:

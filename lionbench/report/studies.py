@@ -99,38 +99,50 @@ def read_studies(roots: list[Path], runs: pd.DataFrame, curves: pd.DataFrame) ->
 
 
 def judge(sweep: dict[str, Any], study: dict[str, Any] | None, base: Path, found: Runs) -> Study:
-    """The confirmed headline and the claims of one sweep (and its study)."""
+    """The confirmed headline and comparisons of one sweep: every candidate's best setting
+    against the baseline's best (AdamW's), on the confirmation seeds, Holm across the
+    candidates; Lion's claims where Lion is among them (and its study's)."""
     opt = sweep["optimizers"]
-    confirm = {o: found.rows(base, opt[o].get("confirm_run_dirs", [])) for o in ("lion", "adamw")}
+    name = baseline_of(sweep)
+    confirm = {o: found.rows(base, e.get("confirm_run_dirs", [])) for o, e in opt.items()}
     s = Study(str(sweep["name"]), "")
-    if any(rows.empty for rows in confirm.values()):
+    cands = [o for o in opt if o != name and not confirm[o].empty]
+    if confirm.get(name, pd.DataFrame()).empty or not cands:
         s.headline = (
-            f"sweep {sweep['name']}: no confirmation runs of both optimizers' best settings, so "
-            f"no confirmed verdict (the selection runs chose the settings: their comparison is "
-            f"biased towards the winner)"
+            f"sweep {sweep['name']}: no confirmation runs of both the baseline's and a "
+            f"candidate's best settings, so no confirmed verdict (the selection runs chose the "
+            f"settings: their comparison is biased towards the winner)"
         )
         return s
-    rows = pd.concat(confirm.values())
+    rows = pd.concat([confirm[o] for o in [name, *cands]])
     finished = rows[rows["status"].isin(COUNTED)]
-    lion, adamw = (str(confirm[o]["arm"].iloc[0]) for o in ("lion", "adamw"))
-    targets = default_targets(finished[finished["status"] == "completed"], found.curves, adamw)
+    arm = {o: str(confirm[o]["arm"].iloc[0]) for o in [name, *cands]}
+    targets = default_targets(finished[finished["status"] == "completed"], found.curves, arm[name])
     values = run_values(finished, found.curves, targets[-1:])
-    s.comparisons = compare_arms(values, adamw, [lion])
-    s.headline = headline(sweep, lion, adamw, s.comparisons)
-    table = optimizer_table(rows, rows[rows["status"] == "completed"])
-    claims = [
-        state_claim(table[table["optim"] == "lion"], table[table["optim"] == "adamw"].iloc[0]),
-        speed_claim(values, adamw, [lion]),
-        ratio_claim(sweep, base, found),
-        steps_claim(values, adamw, [lion]),
-    ]
-    if study is not None:
-        claims += study_claims(study, base, found)
-    s.claims = pd.DataFrame([c for c in claims if c is not None], columns=CLAIM_COLUMNS)
+    s.comparisons = compare_arms(values, arm[name], [arm[o] for o in cands])
+    s.headline = headline(sweep, [arm[o] for o in cands], arm[name], s.comparisons)
+    if "lion" in cands and name == "adamw":  # the paper's claims are about Lion against AdamW
+        table = optimizer_table(rows, rows[rows["status"] == "completed"])
+        claims = [
+            state_claim(table[table["optim"] == "lion"], table[table["optim"] == name].iloc[0]),
+            speed_claim(values, arm[name], [arm["lion"]]),
+            ratio_claim(sweep, base, found),
+            steps_claim(values, arm[name], [arm["lion"]]),
+        ]
+        if study is not None:
+            claims += study_claims(study, base, found)
+        s.claims = pd.DataFrame([c for c in claims if c is not None], columns=CLAIM_COLUMNS)
     return s
 
 
-def headline(sweep: dict[str, Any], lion: str, adamw: str, comps: pd.DataFrame) -> str:
+def baseline_of(sweep: dict[str, Any]) -> str:
+    """The optimizer every candidate is judged against: the manifest's `baseline` block is
+    keyed `<name>_lr` (`adamw_lr`)."""
+    keys = [k.removesuffix("_lr") for k in sweep.get("baseline", {}) if k.endswith("_lr")]
+    return keys[0] if keys else "adamw"
+
+
+def headline(sweep: dict[str, Any], cands: list[str], base: str, comps: pd.DataFrame) -> str:
     """`sweep X (gpt2 small): settings chosen on seeds 0,1,2; on fresh seeds (3,4,5), lion r=2
     vs adamw lr=0.003 (each optimizer's best): final val loss ... n=3 pairs (better); ...`."""
     said = "; ".join(
@@ -141,7 +153,8 @@ def headline(sweep: dict[str, Any], lion: str, adamw: str, comps: pd.DataFrame) 
     chosen = ",".join(map(str, sweep["selection_seeds"]))
     return (
         f"sweep {sweep['name']} ({sweep['recipe']} {sweep['scale']}): settings chosen on seeds "
-        f"{chosen}; on fresh seeds ({seeds}), {lion} vs {adamw} (each optimizer's best): {said}"
+        f"{chosen}; on fresh seeds ({seeds}), {', '.join(cands)} vs {base} (each optimizer's "
+        f"best{', Holm across the candidates' if len(cands) > 1 else ''}): {said}"
     )
 
 
