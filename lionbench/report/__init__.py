@@ -3,9 +3,10 @@
 The modules go one way, each usable without the next: load.py (run directories -> DataFrames),
 arms.py (arm labels and the baseline arm), analyse.py (settings and their tables), claims.py
 (the paper's Lion claims), studies.py (sweep and study manifests: confirmed verdicts and the
-six claims), plots.py (matplotlib, imported only with `--out`), render.py
-(console, markdown, HTML, CSV, Parquet). Nothing is dropped silently: diverged, failed,
-unfinished and corrupt runs are listed, and never count as completed.
+six claims), profiles.py (performance profiles across settings), plots.py (matplotlib,
+imported only with `--out`), render.py (console, markdown, HTML, CSV, Parquet). Nothing is
+dropped silently: diverged, failed, unfinished and corrupt runs are listed, and never count as
+completed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lionbench.report.analyse import Setting, analyse
 from lionbench.report.arms import DEFAULT_BASELINE, arm_labels, choose_baseline
 from lionbench.report.headline import headline, overview
 from lionbench.report.load import load_runs
+from lionbench.report.profiles import Profile, performance_profiles
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
 from lionbench.report.studies import Study, read_studies, tuned_baselines
 from lionbench.report.targets import default_targets
@@ -28,6 +30,7 @@ from lionbench.run.rundir import find_run_dirs
 
 __all__ = [
     "DEFAULT_BASELINE",
+    "Profile",
     "Setting",
     "Study",
     "analyse",
@@ -41,6 +44,7 @@ __all__ = [
     "load_runs",
     "markdown_table",
     "overview",
+    "performance_profiles",
     "problem_table",
     "read_studies",
     "render",
@@ -121,14 +125,19 @@ def report(
     runs, curves, settings = settings_of(roots, targets, by, baseline)
     confirmed = read_studies(roots, runs, curves)
     problems = problem_table(runs)
+    profile = performance_profiles(settings, curves)
     if out is not None:
         from lionbench.report.figures import make_all_plots
+        from lionbench.report.profile_view import draw_profiles
 
         out.mkdir(parents=True, exist_ok=True)
         make_all_plots(settings, out)
-        render(settings, problems, runs, out, confirmed)
+        if profile is not None:
+            draw_profiles(profile, out)
+        render(settings, problems, runs, out, confirmed, profile)
     if not quiet:
         from lionbench.report.terminal import print_console
 
-        print_console(settings, problems, confirmed, runs.attrs.get("warnings", []))
+        notes = runs.attrs.get("warnings", [])
+        print_console(settings, problems, confirmed, notes, profile)
     return settings

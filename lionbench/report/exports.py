@@ -18,7 +18,7 @@ import contextlib
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,12 +83,12 @@ def study_tables(found: Sequence[Study]) -> list[dict[str, pd.DataFrame]]:
     ]
 
 
-def data_links(names: Sequence[str]) -> tuple[list[str], list[str]]:
+def data_links(names: Sequence[str], tex: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(markdown lines, HTML fragments) linking the CSV of each table (Parquet lies beside) and
-    the LaTeX of those that have one (`latex.kind_of`: the paper tables)."""
+    the LaTeX of those that have one (`latex.kind_of`: the paper tables; and `tex`)."""
     if not names:
         return [], []
-    tex = [n for n in names if kind_of(n)]
+    tex = [n for n in names if kind_of(n) or n in tex]
     md = "Tables as CSV (and Parquet): " + ", ".join(f"[{n}.csv]({n}.csv)" for n in names)
     links = ", ".join(f"<a href='{html.escape(n)}.csv'>{html.escape(n)}.csv</a>" for n in names)
     if tex:
@@ -207,10 +207,11 @@ def write_tables(
     runs: pd.DataFrame,
     out: Path,
     found: Sequence[Study] = (),
+    extra: Mapping[str, pd.DataFrame] | None = None,
 ) -> None:
     """<name>.csv and <name>.parquet (when pyarrow is there) of runs, problems, curves and each
-    table, named as the report links them (`setting_tables`, `study_tables`), all tidy; and
-    <name>.tex of each paper table (latex.py), from the tables as the report shows them."""
+    table, named as the report links them (`setting_tables`, `study_tables`; `extra`: the
+    performance profiles'), all tidy; and <name>.tex of each paper table (latex.py)."""
     labelled = labelled_runs(runs, settings)
     tables = {
         "runs": labelled,
@@ -222,6 +223,7 @@ def write_tables(
     for s, name in zip(settings, plot_names(settings), strict=True):
         tables.update(setting_tables(s, name))
     write_latex(tables, out, {s.label: s.baseline for s in settings})
+    tables.update(extra or {})
     for name, df in tables.items():
         df = tidy(df)
         csv_ready(df).to_csv(out / f"{name}.csv", index=False)

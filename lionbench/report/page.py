@@ -125,10 +125,15 @@ def overview_table(rows: pd.DataFrame, anchors: list[str]) -> str:
 
 
 def opening(
-    settings: list[Setting], runs: pd.DataFrame, found: Sequence[Study], anchors: list[str]
+    settings: list[Setting],
+    runs: pd.DataFrame,
+    found: Sequence[Study],
+    anchors: list[str],
+    profiles: bool = False,
 ) -> tuple[list[str], list[str]]:
     """The first page: every verdict in one line (markdown) or one overview table (HTML), the
-    confirmed sweep verdicts first: they are the ones free of the winner's curse."""
+    confirmed sweep verdicts first: they are the ones free of the winner's curse; `profiles`:
+    the contents link the performance profiles too."""
     counts = f"{len(runs)} run directories: " + ", ".join(
         f"{n} {k}" for k, n in runs["status"].value_counts().items()
     )
@@ -151,6 +156,7 @@ def opening(
     toc += [
         f"<a href='#{a}'>{html.escape(s.label)}</a>" for s, a in zip(settings, anchors, strict=True)
     ]
+    toc += ["<a href='#profiles'>performance profiles</a>"] if profiles else []
     body.append(
         "<nav class=toc>Sections: " + " ".join(toc) + " <a href='#problems'>problems</a></nav>"
     )

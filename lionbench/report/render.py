@@ -18,6 +18,8 @@ from lionbench.report.analyse import Setting
 from lionbench.report.exports import data_links, setting_tables, study_tables, write_tables
 from lionbench.report.headline import comparison_display
 from lionbench.report.plots import plot_names
+from lionbench.report.profile_view import DEFINITION, TEX, display, profile_tables, profile_tex
+from lionbench.report.profiles import Profile
 from lionbench.report.studies import Study
 
 LOSS_COLUMNS = {
@@ -203,17 +205,40 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
     return md, body
 
 
+def profile_sections(p: Profile) -> tuple[list[str], list[str]]:
+    """(markdown lines, HTML fragments) of the performance profiles across settings: what they
+    are, what was left out, the summary and details, each plot with the points it draws."""
+    title = "Performance profiles across recipes"
+    md = [f"## {title}", "", DEFINITION, ""]
+    body = [f"<h2 id=profiles>{title}</h2>", f"<p class=meta>{html.escape(DEFINITION)}</p>"]
+    for w in p.notes:
+        md += [f"> note: {w}", ""]
+        body.append(f"<p class=warn>note: {html.escape(w)}</p>")
+    for name, item in display(p).items():
+        if isinstance(item, pd.DataFrame):
+            md += [f"### {name}", "", markdown_table(item), ""]
+            body.append(f"<h3>{html.escape(name)}</h3>" + page.table(item))
+        else:
+            svg = item.name[: -len(".png")] + ".svg"
+            md += [f"![{name}]({item.name})", "", f"[{name} (SVG)]({svg})", ""]
+            body.append(page.figure(name, item))
+    links_md, links_html = data_links(list(profile_tables(p)), tex=[TEX])
+    return md + links_md, body + links_html
+
+
 def render(
     settings: list[Setting],
     problems: pd.DataFrame,
     runs: pd.DataFrame,
     out: Path,
     found: Sequence[Study] = (),
+    profile: Profile | None = None,
 ) -> None:
     """report.md, self-contained report.html, CSV and Parquet of every table (and LaTeX of the
-    paper tables, exports.write_tables)."""
+    paper tables, exports.write_tables), with the performance profiles across settings after
+    the settings' sections where there are any (`profile`)."""
     anchors = plot_names(settings)
-    md, body = page.opening(settings, runs, found, anchors)
+    md, body = page.opening(settings, runs, found, anchors, profiles=profile is not None)
     s_md, s_body = study_sections(found)
     md += s_md
     body += s_body
@@ -221,6 +246,10 @@ def render(
         s_md, s_body = setting_sections(s, anchors[i], first=i == 0 and not found)
         md += s_md
         body += s_body
+    if profile is not None:
+        p_md, p_body = profile_sections(profile)
+        md += p_md
+        body += p_body
     md += ["## Diverged, failed and unfinished runs", ""]
     body.append("<h2 id=problems>Diverged, failed and unfinished runs</h2>")
     if problems.empty:
@@ -234,4 +263,7 @@ def render(
     body += links_html
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.html", page.document(body))
-    write_tables(settings, runs, out, found)
+    extra = profile_tables(profile) if profile is not None else {}
+    write_tables(settings, runs, out, found, extra)
+    if profile is not None:
+        atomic_write_text(out / f"{TEX}.tex", profile_tex(profile))

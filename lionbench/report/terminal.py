@@ -12,8 +12,15 @@ import pandas as pd
 
 from lionbench.report.analyse import Setting
 from lionbench.report.headline import headlines
+from lionbench.report.profile_view import summary_display
+from lionbench.report.profiles import Profile
 from lionbench.report.render import display_tables
 from lionbench.report.studies import Study
+
+PROFILE_TITLE = (
+    "Ratio to the fastest per setting: steps / time (seeds reached), and the score (AlgoPerf: "
+    "1 = fastest everywhere; report.md says how)"
+)
 
 
 def print_console(
@@ -21,9 +28,11 @@ def print_console(
     problems: pd.DataFrame,
     found: Sequence[Study] = (),
     notes: Sequence[str] = (),
+    profile: Profile | None = None,
 ) -> None:
-    """The same tables as rich tables on the terminal. Text is escaped: labels hold brackets
-    (`[fused]`, `[<setting>]`) that rich would take for markup and drop."""
+    """The same tables as rich tables on the terminal (the performance profiles' summary after
+    the settings). Text is escaped: labels hold brackets (`[fused]`, `[<setting>]`) that rich
+    would take for markup and drop."""
     from rich.markup import escape
 
     from lionbench.console import make_console
@@ -45,6 +54,11 @@ def print_console(
             console.print(f"[yellow]warning:[/] {escape(w)}")
         for title, df in display_tables(s).items():
             console.print(rich_table(title, df))
+    if profile is not None:
+        console.rule("Performance profiles across recipes")
+        for w in profile.notes:
+            console.print(f"[yellow]note:[/] {escape(w)}")
+        console.print(rich_table(PROFILE_TITLE, summary_display(profile)))
     if not problems.empty:
         console.print(rich_table("Diverged, failed and unfinished runs", problems))
 
