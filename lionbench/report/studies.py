@@ -145,10 +145,12 @@ def baseline_of(sweep: dict[str, Any]) -> str:
 def headline(sweep: dict[str, Any], cands: list[str], base: str, comps: pd.DataFrame) -> str:
     """`sweep X (gpt2 small): settings chosen on seeds 0,1,2; on fresh seeds (3,4,5), lion r=2
     vs adamw lr=0.003 (each optimizer's best): final val loss ... n=3 pairs (better); ...`."""
+    named = len(cands) > 1  # several candidates: each comparison says whose it is
     said = "; ".join(
-        describe(r) for _, r in comps.iterrows() if r["metric"] in ("final_val_loss",
-                                                                    "steps_to_target")
-    )  # fmt: skip
+        f"{r['arm']}: {describe(r)}" if named else describe(r)
+        for _, r in comps.iterrows()
+        if r["metric"] in ("final_val_loss", "steps_to_target")
+    )
     seeds = ",".join(map(str, sweep["confirm_seeds"]))
     chosen = ",".join(map(str, sweep["selection_seeds"]))
     return (

@@ -290,7 +290,8 @@ def main(args: list[str], checked: list[DictConfig] | None = None) -> int:
         statuses = [RunDir(d).status() for d in dirs]
         if config.sweeper(config.split_args(args)[1]) != "basic":
             dirs = []  # a sampler's points are its own: the checked ones are not the runs
-    closing_table(dirs, Path(str(checked[0].results_dir)).expanduser())
+    if checked[0].get("sweep_name") is None:  # a sweep's multiruns: the sweep says its own
+        closing_table(dirs, Path(str(checked[0].results_dir)).expanduser())
     return EXIT_FAILED if any(s.problem for s in statuses) else EXIT_OK
 
 
