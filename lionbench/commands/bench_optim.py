@@ -64,6 +64,10 @@ SLOW_ON_CPU = (
     "adafactor:foreach",
     "muon:torch",  # Newton-Schulz in bf16: CPU matmuls, minutes a step at GPT-2 size
     "muon:lionbench",
+    "lion:deepspeed_cpu",  # its C++ op builds on first use (about 70 s here)
+    "timm:library",  # the libraries' default optimizers: timm's and pytorch_optimizer's Lion,
+    "pytorch_optimizer:library",  # heavyball's AdamW, about 90 s more at GPT-2 size, with
+    "heavyball:library",  # heavyball's compilation (about 45 s)
 )
 
 
@@ -262,7 +266,7 @@ def _header(params: str, impls: list[str], n: int, device: torch.device, cfg: di
         "probe before each repeat"
     )
     if impls == pick_impls([], str(device)) and device.type == "cpu":
-        say(f"left out (2-5 s a step at GPT-2 size on 2 cores): {', '.join(SLOW_ON_CPU)}; "
+        say(f"left out (slow on a CPU, or building first): {', '.join(SLOW_ON_CPU)}; "
             "--impls all times them")  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from lionbench import checks
 from lionbench.config.compose import CONF_DIR, NEW_KEYS, choices, compose_quiet, key_hint
 from lionbench.errors import UserError, check_output_dir, first_line
+from lionbench.optim.libraries import accepts_new_keys
 from lionbench.optim.registry import META_KEYS, impl_of, spec_of
 
 SCHEDULES = ("cosine", "linear", "rsqrt", "constant")
@@ -40,7 +41,7 @@ def check_structure(cfg: Any, overrides: Sequence[str], extra_dirs: Sequence[Pat
 def _no_new_keys(cfg: Any, overrides: Sequence[str], reference: Any, groups: set[str]) -> None:
     """`+train.stpes=5` adds a key no code reads: the run would go ahead, with train.steps as
     before, in a directory of its own. A `+key` is taken only where new keys mean something:
-    the keyword arguments of a `_target_` optimizer (and Hydra's own `hydra.*`)."""
+    the keyword arguments of a library's or a `_target_` optimizer (and Hydra's own `hydra.*`)."""
     from omegaconf import OmegaConf
 
     for o in overrides:
@@ -51,8 +52,8 @@ def _no_new_keys(cfg: Any, overrides: Sequence[str], reference: Any, groups: set
             continue  # a config group, or Hydra's settings
         if OmegaConf.select(reference, key, default=_ABSENT) is not _ABSENT:
             continue  # a key the schema has (`+` on it is Hydra's business)
-        if key.startswith("optim.") and cfg.optim.get("_target_") is not None:
-            continue
+        if key.startswith("optim.") and accepts_new_keys(cfg.optim):
+            continue  # a library's or `_target_` class's keyword (checked against its signature)
         name, hint = key_hint(reference, key)
         raise UserError(f"'{o}' adds '{name}', a key no config of lionbench reads{hint}"
                         f"{NEW_KEYS}")  # fmt: skip

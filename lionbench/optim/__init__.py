@@ -8,7 +8,7 @@ excluded from decay as in timm, big_vision and DeiT).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lionbench.errors import UserError
@@ -90,14 +90,27 @@ def build_from_groups(cfg: Mapping[str, Any], groups: list[dict[str, Any]]) -> A
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held in optimizer state tensors (momentum, second moment, step counters)."""
+    """Bytes held in optimizer state tensors (momentum, second moment, step counters), measured:
+    nested containers too (heavyball keeps {0: {...}} per parameter, preconditioners in lists),
+    each storage once (views of one buffer are not counted twice)."""
+    states = getattr(optimizer, "part_states", lambda: [optimizer.state])()  # a composite's
+    storages: dict[tuple[int, str], int] = {}
+    for part in states:
+        for state in part.values():
+            for t in _tensors(state):
+                storage = t.untyped_storage()
+                storages[(storage.data_ptr(), str(t.device))] = storage.nbytes()
+    return sum(storages.values())
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
     import torch
 
-    states = getattr(optimizer, "part_states", lambda: [optimizer.state])()  # a composite's
-    return sum(
-        t.numel() * t.element_size()
-        for part in states
-        for state in part.values()
-        for t in state.values()
-        if isinstance(t, torch.Tensor)
-    )
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, list | tuple | set):
+        for v in value:
+            yield from _tensors(v)

@@ -5,8 +5,9 @@ studies and the report all read `OPTIMIZERS`: which optimizers exist, how each i
 `tuning_axis`), what it holds, and which pair the paper compares (`BASELINE`, `CANDIDATE`). A
 first-class optimizer is one `OptimizerSpec` here plus `conf/optim/<name>.yaml` and its baseline
 block in each `conf/recipe/<recipe>.yaml`; any other optimizer class comes in through a YAML with
-`_target_` (`target_spec`), with no edit to the package. Nothing here imports torch at module
-level.
+`_target_` (`target_spec`), with no edit to the package, and any optimizer of timm,
+pytorch_optimizer or heavyball by name (`optim=timm optim.opt=adopt`: libraries.py). Nothing here
+imports torch at module level.
 """
 
 from __future__ import annotations
@@ -15,98 +16,24 @@ import contextlib
 import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lionbench import checks
 from lionbench.errors import UserError
+from lionbench.optim import deepspeed_lion, libraries
+from lionbench.optim.spec import (  # noqa: F401 (re-exported: the registry's vocabulary)
+    LR_MULTIPLIER,
+    RATIO,
+    Groups,
+    Impl,
+    OptimizerSpec,
+    Partition,
+    Shape,
+    per_element,
+)
 
-if TYPE_CHECKING:
-    import torch
-
-Groups = list[dict[str, Any]]
-Shape = tuple[int, ...]
 # Keys of an optimizer config that are not constructor arguments.
 META_KEYS = ("name", "impl", "ratio", "_target_")
-# What a sweep varies per optimizer (`OptimizerSpec.tuning_axis`; docs/design.md, "Sweep
-# manifest"): the lr/wd ratio to another optimizer's baseline, or a multiplier of its own lr.
-RATIO = "ratio"
-LR_MULTIPLIER = "lr_multiplier"
-
-
-@dataclass(frozen=True)
-class Impl:
-    """One implementation of an optimizer.
-
-    `bytes_moved` is the memory traffic of one step per fp32 parameter under the streaming model
-    (read p, g and each state buffer; write p and each state buffer; Adafactor's factored state
-    is negligible), what `bench optim` divides by the step time; `state_bytes` what the
-    implementation should hold for one tensor."""
-
-    build: Callable[[Groups, Mapping[str, Any]], torch.optim.Optimizer]
-    state_bytes: Callable[[Shape], int]
-    bytes_moved: int | None = None
-    needs: tuple[str, ...] = ()  # "cuda", "triton", "torch>=2.9": what must be present
-    partition: Partition | None = None  # a composite: one optimizer per part of the parameters
-
-
-@dataclass(frozen=True)
-class Partition:
-    """How a composite optimizer divides the parameters (optim/partition.py: `matrix`, the
-    hidden 2-D weights, and `rest`): which optimizer takes each part, and the state bytes each
-    holds per tensor. Its `Impl.build` gets groups tagged with their `part`."""
-
-    optimizers: Mapping[str, str]  # part -> the name of the optimizer that updates it
-    state_bytes: Mapping[str, Callable[[Shape], int]]
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimizer: its hyperparameters (key -> check) and its implementations (the first one
-    is the default). `ratio_of` names the optimizer whose recipe baseline this one's lr and wd
-    derive from through `optim.ratio` (Lion: lr = adamw.lr / r, wd = adamw.wd * r). `defaults`
-    are the hyperparameters used where no config gives them (`bench optim`'s timed steps, whose
-    cost does not depend on their values); runs take theirs from `conf/optim/<name>.yaml`."""
-
-    name: str
-    title: str  # how prose names it: "AdamW"
-    description: str
-    hyperparams: Mapping[str, Callable[[Any, str], None]]
-    impls: Mapping[str, Impl]
-    ratio_of: str | None = None
-    target: str | None = None  # the class path of a user `_target_` optimizer
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    also_reads: tuple[str, ...] = ()  # other recipe blocks its config reads (Muon: adamw)
-
-    @property
-    def baselines(self) -> set[str]:
-        """The recipe blocks (`recipe.<name>`) a run of it reads: part of its identity."""
-        return {self.name, *([self.ratio_of] if self.ratio_of else []), *self.also_reads}
-
-    @property
-    def tuning_axis(self) -> str:
-        """What a sweep varies: `ratio` for an optimizer linked to another's baseline (Lion:
-        lr = base lr / r, wd = base wd * r), else `lr_multiplier`: its lr over the recipe's,
-        the recipe's wd kept."""
-        return RATIO if self.ratio_of else LR_MULTIPLIER
-
-    @property
-    def baseline_block(self) -> str:
-        """The recipe block (`recipe.<name>`) its lr and weight decay derive from."""
-        return self.ratio_of or self.name
-
-    def impl(self, name: str) -> Impl:
-        checks.choice(name, f"optim.impl (for optim={self.name})", self.impls)
-        return self.impls[name]
-
-    def expected_state_bytes(self, impl: str, shapes: list[Shape]) -> int:
-        """The optimizer-state bytes the implementation should hold for these parameters."""
-        return sum(self.impl(impl).state_bytes(s) for s in shapes)
-
-
-def per_element(n_bytes: float, extra: int = 0) -> Callable[[Shape], int]:
-    """State of `n_bytes` per element plus `extra` bytes per tensor (a step counter)."""
-    return lambda shape: int(n_bytes * math.prod(shape)) + extra
 
 
 def factored(shape: Shape) -> int:
@@ -326,6 +253,13 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 "lion_pytorch_triton": Impl(
                     _lion_pytorch("triton"), _LION_STATE, 20, needs=("cuda", "triton")
                 ),
+                # DeepSpeed's ops (optim/deepspeed_lion.py): sign(0) taken as +-1, see there
+                "deepspeed_cpu": Impl(
+                    deepspeed_lion.build_cpu, _LION_STATE, 20, (deepspeed_lion.CPU,)
+                ),
+                "deepspeed_fused": Impl(
+                    deepspeed_lion.build_fused, _LION_STATE, 20, ("cuda", deepspeed_lion.FUSED)
+                ),
             },
         ),
         OptimizerSpec(
@@ -420,6 +354,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                 for impl, flags in (("foreach", {"foreach": True}), ("loop", {"foreach": False}))
             },
         ),
+        *libraries.registry_specs(),  # timm, pytorch_optimizer, heavyball: optim.opt=NAME
     )
 }
 
@@ -473,11 +408,14 @@ def import_target(path: str) -> Any:
 
 
 def spec_of(optim_cfg: Mapping[str, Any]) -> OptimizerSpec:
-    """The spec of a composed `optim` config: a registered name, or a user `_target_`."""
+    """The spec of a composed `optim` config: a registered name (a library's optimizer by
+    `optim.opt`), or a user `_target_`."""
     if optim_cfg.get("_target_") is not None:
         return target_spec(optim_cfg)
     name = optim_cfg.get("name")
     checks.choice(name, "optim", OPTIMIZERS)
+    if name in libraries.LIBRARIES:  # a library's optimizer by name (optim.opt)
+        return libraries.library_spec(optim_cfg)
     return OPTIMIZERS[str(name)]
 
 
@@ -519,7 +457,11 @@ def missing_needs(impl: Impl, device_type: str) -> list[str]:
         missing.append("Triton")
     if "torch>=2.9" in impl.needs and not _torch_has("Muon"):
         missing.append("torch >= 2.9 (torch.optim.Muon)")
-    return missing
+    return [
+        *missing,
+        *libraries.missing(impl.needs),
+        *deepspeed_lion.missing(impl.needs, device_type),
+    ]
 
 
 def _torch_has(name: str) -> bool:
