@@ -61,7 +61,11 @@ def test_clock_reads_checkpoints_written_before_the_rule():
 def test_compilation_stays_out_of_training_time(tmp_path):
     """Lion through torch.compile on CPU (a tensor above the fused-update threshold): the warm
     steps' excess is compile_s; with one timed segment (edges only at the warmup end and at the
-    last step) every step is charged at the measured steady rate."""
+    last step) every step is charged at the measured steady rate. The compile caches of this
+    process are cleared first: a test that compiled Lion before would leave nothing to compile."""
+    import torch
+
+    torch.compiler.reset()
     code = run_inprocess(
         tmp_path,
         "optim=lion",
