@@ -124,7 +124,10 @@ def _unknown_key_line(key: str, overrides: list[str], extra_dirs: Sequence[Path]
     return f"unknown config key '{name}'{hint}{NEW_KEYS if key.startswith('optim.') else ''}"
 
 
-NEW_KEYS = "; new keys are taken only by a _target_ optimizer (+optim.KEY=..., its arguments)"
+NEW_KEYS = (
+    "; new keys are taken only by a _target_ or library optimizer (optim=timm|pytorch_optimizer|"
+    "heavyball): +optim.KEY=..., its arguments"
+)
 
 
 def key_hint(base: Any, key: str) -> tuple[str, str]:

@@ -168,15 +168,21 @@ def setting_sections(s: Setting, anchor: str, first: bool = False) -> tuple[list
         body.append(f"<p class=meta>{html.escape(line)}</p>")
     items: list[tuple[str, pd.DataFrame | Path]] = [*display_tables(s).items(), *s.plots.items()]
     for title, item in sorted(items, key=lambda it: rank(it[0])):  # stable: tables keep order
-        if isinstance(item, pd.DataFrame):
-            md += [f"### {title}", "", markdown_table(item), ""]
-            body.append(f"<h3>{html.escape(title)}</h3>" + page.table(item))
-        else:
-            svg = item.name[: -len(".png")] + ".svg"
-            md += [f"![{title}]({item.name})", "", f"[{title} (SVG)]({svg})", ""]
-            body.append(page.figure(title, item))
+        lines, fragment = item_section(title, item)
+        md += lines
+        body.append(fragment)
     links_md, links_html = data_links(list(setting_tables(s, anchor)))
     return md + links_md, body + links_html
+
+
+def item_section(title: str, item: pd.DataFrame | Path) -> tuple[list[str], str]:
+    """(markdown lines, HTML fragment) of one titled table, or one plot with its SVG link."""
+    if isinstance(item, pd.DataFrame):
+        return [f"### {title}", "", markdown_table(item), ""], (
+            f"<h3>{html.escape(title)}</h3>" + page.table(item)
+        )
+    svg = item.name[: -len(".png")] + ".svg"
+    return [f"![{title}]({item.name})", "", f"[{title} (SVG)]({svg})", ""], page.figure(title, item)
 
 
 def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
@@ -197,8 +203,9 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
         for title, table in tables.items():
             if table.empty:
                 continue
-            md += [f"### {title}", "", markdown_table(table), ""]
-            body.append(f"<h3>{html.escape(title)}</h3>" + page.table(table))
+            lines, fragment = item_section(title, table)
+            md += lines
+            body.append(fragment)
         links_md, links_html = data_links([n for n, df in files.items() if not df.empty])
         md += links_md
         body += links_html
@@ -215,13 +222,9 @@ def profile_sections(p: Profile) -> tuple[list[str], list[str]]:
         md += [f"> note: {w}", ""]
         body.append(f"<p class=warn>note: {html.escape(w)}</p>")
     for name, item in display(p).items():
-        if isinstance(item, pd.DataFrame):
-            md += [f"### {name}", "", markdown_table(item), ""]
-            body.append(f"<h3>{html.escape(name)}</h3>" + page.table(item))
-        else:
-            svg = item.name[: -len(".png")] + ".svg"
-            md += [f"![{name}]({item.name})", "", f"[{name} (SVG)]({svg})", ""]
-            body.append(page.figure(name, item))
+        lines, fragment = item_section(name, item)
+        md += lines
+        body.append(fragment)
     links_md, links_html = data_links(list(profile_tables(p)), tex=[TEX])
     return md + links_md, body + links_html
 
