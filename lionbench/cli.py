@@ -170,9 +170,11 @@ def sweep_request(
     seeds: str,
     adamw_lrs: str | None,
     confirm_seeds: str | None,
+    optims: str = "lion",
+    lrs: str | None = None,
     **rest: Any,
 ) -> Any:
-    """The sweep options shared by `sweep` and `study claims`, parsed: a `sweep.Request`."""
+    """The sweep options shared by `sweep` and the studies, parsed: a `sweep.Request`."""
     from lionbench.commands.grid import parse_confirm, parse_list
     from lionbench.commands.sweep import Request
 
@@ -181,6 +183,8 @@ def sweep_request(
         "seeds": parse_list(seeds, "--seeds", int),
         "adamw_lrs": None if adamw_lrs is None else parse_list(adamw_lrs, "--adamw-lrs", float),
         "confirm_seeds": parse_confirm(confirm_seeds),
+        "optims": [o.strip() for o in optims.split(",") if o.strip()],
+        "lrs": None if lrs is None else parse_list(lrs, "--lrs", float),
     }
     return Request(**grids, overrides=overrides_of(ctx), **rest)
 
@@ -226,14 +230,11 @@ def sweep(
     hydra/launcher=submitit_slurm for clusters. Finished runs are skipped; the exit code is 1
     only when a run failed. The manifest is RESULTS_DIR/_sweeps/NAME.json.
     """
-    from lionbench.commands.grid import parse_list
     from lionbench.commands.sweep import run_sweep
 
-    req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
+    req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, optims, lrs, name=name,
                         launcher=launcher, max_extend=max_extend)  # fmt: skip
-    candidates = [o.strip() for o in optims.split(",") if o.strip()]
-    grid_lrs = None if lrs is None else parse_list(lrs, "--lrs", float)
-    raise typer.Exit(run_sweep(dataclasses.replace(req, optims=candidates, lrs=grid_lrs)))
+    raise typer.Exit(run_sweep(req))
 
 
 @study_app.command(
@@ -277,14 +278,52 @@ def claims(
     Lion's betas (0.95, 0.98) at an aggressive lr. Extra arguments are Hydra overrides for every
     run (recipe=gpt2 scale=small ...). The manifest is RESULTS_DIR/_studies/NAME.json.
     """
-    from lionbench.commands.study import CLAIM_PAIRS, run_study
+    from lionbench.commands.study import run_study
 
     req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, name=name,
                         launcher=launcher, max_extend=max_extend)  # fmt: skip
-    if req.confirm_seeds is None:
-        fresh = list(range(max(req.seeds) + 1, max(req.seeds) + 1 + CLAIM_PAIRS))
-        req = dataclasses.replace(req, confirm_seeds=fresh)
     raise typer.Exit(run_study(req, small_batch=small_batch, aggressive=aggressive))
+
+
+@study_app.command(
+    cls=OverridesCommand,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def scaling(
+    ctx: typer.Context,
+    sizes: Annotated[str, typer.Option(help="Model sizes of the recipe's ladder (lionbench "
+                     "list), comma-separated.")] = "l2w32,l2w64,l4w128",
+    budgets: Annotated[str, typer.Option(help="Data budgets, multiples of "
+                       "recipe.data_per_param per parameter (gpt2: 20 tokens).")] = "1,2",
+    optims: Annotated[str, typer.Option(help="Candidates tuned against AdamW at every point.")]
+    = "lion",
+    ratios: Ratios = "1.5,3,6",
+    seeds: Seeds = "0",
+    adamw_lrs: AdamwLrs = None,
+    lrs: Annotated[str | None, typer.Option(help="lr multipliers of lr-axis candidates.")] = None,
+    max_extend: MaxExtend = 1,
+    confirm_seeds: Annotated[str | None, typer.Option(help="Fresh seeds that re-run every "
+                             "best setting and carry the statistics. Default: the 4 after "
+                             "the largest --seeds.")] = None,
+    name: Annotated[str | None, typer.Option(help="Study name (default RECIPE-SCALE-scaling)."
+                    )] = None,
+    launcher: Launcher = "basic",
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost, train nothing.")]
+    = False,
+) -> None:  # fmt: skip
+    """Does the advantage survive scale? Every size x budget, each optimizer tuned there with
+    the same budget, confirmed on fresh seeds; `lionbench report` gives the speedups and their
+    trend. Extra arguments are Hydra overrides for every run. The manifest is
+    RESULTS_DIR/_studies/NAME.json.
+    """
+    from lionbench.commands.grid import parse_list
+    from lionbench.commands.scaling import Request, run_scaling
+    from lionbench.commands.scaling_grid import parse_sizes
+
+    req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, optims, lrs, name=name,
+                        launcher=launcher, max_extend=max_extend)  # fmt: skip
+    grid = parse_sizes(sizes), parse_list(budgets, "--budgets", float)
+    raise typer.Exit(run_scaling(Request(req, *grid, dry_run=dry_run)))
 
 
 @app.command()
@@ -405,9 +444,7 @@ def bench_optim(
     bench.check_options(options)
     rows = bench.bench_optim(dataclasses.replace(options, impls=bench.pick_impls(chosen, device)))
     bench.print_table(rows)
-    if out is not None:
-        bench.write(rows, out)
-        print(f"wrote {out}")
+    bench.write(rows, out)
 
 
 @bench_app.command(
@@ -449,15 +486,14 @@ def bench_train(
     )
     rows = bt.bench_train(plan)
     bt.print_table(rows)
-    if out is not None:
-        write(rows, out)
-        print(f"wrote {out}")
+    write(rows, out)
     raise typer.Exit(EXIT_FAILED if any(r["error"] for r in rows) else EXIT_OK)
 
 
 @app.command("list")
 def list_() -> None:
-    """Show the recipes, optimizers and implementations, scales, data sources and schedules."""
+    """Show the recipes and their size ladders, optimizers and implementations, scales, data
+    sources and schedules."""
     from lionbench.commands.listing import print_choices
 
     print_choices()
@@ -485,45 +521,23 @@ def prepare_text(
     )
 
 
-def _click_exception() -> type[Exception]:
-    """ClickException of the click that Typer runs on: recent Typer releases carry their own
-    copy of click, older ones use click itself."""
-    try:
-        from typer._click.exceptions import ClickException
-    except ImportError:
-        from click.exceptions import ClickException
-    return ClickException
-
-
-def _one_line(text: str) -> str:
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _hint(e: Exception) -> str:
-    """What is accepted where the usage error happened: a group's commands, else its help."""
-    ctx = getattr(e, "ctx", None)
-    if ctx is None:
-        return ""
-    if hasattr(ctx.command, "list_commands"):
-        return f" (commands: {', '.join(ctx.command.list_commands(ctx))})"
-    return f" (see '{ctx.command_path} --help')"
-
-
 def main(args: list[str] | None = None) -> None:
     """Console-script entry point. Usage errors (a missing argument, an unknown option, a value
     of the wrong type) are bad input like any other: one `error:` line on stderr, exit code 2,
     instead of Click's usage panel."""
-    click_exception = _click_exception()
+    from lionbench.errors import click_exception, usage_line
+
+    click_type = click_exception()
     try:
         code = app(args=args, prog_name="lionbench", standalone_mode=False)
     except UserError as e:  # bad input, from any command
         say_error(e)
         sys.exit(EXIT_BAD_INPUT)
-    except click_exception as e:
+    except click_type as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `lionbench`, `lionbench bench`: the help
             print(e.format_message(), end="")  # Typer's rich help has printed itself already
             sys.exit(EXIT_BAD_INPUT)
-        say_error(f"{_one_line(e.format_message()).rstrip('.')}{_hint(e)}")
+        say_error(usage_line(e))
         sys.exit(EXIT_BAD_INPUT)
     except typer.Abort:
         say_error("aborted")

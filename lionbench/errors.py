@@ -118,3 +118,35 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention for "ended by signal N"
+
+
+# --------------------------------------------------------------- usage errors (Click's)
+
+
+def click_exception() -> type[Exception]:
+    """ClickException of the click that Typer runs on: recent Typer releases carry their own
+    copy of click, older ones use click itself."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def usage_hint(e: Exception) -> str:
+    """What is accepted where the usage error happened: a group's commands, else its help."""
+    ctx = getattr(e, "ctx", None)
+    if ctx is None:
+        return ""
+    if hasattr(ctx.command, "list_commands"):
+        return f" (commands: {', '.join(ctx.command.list_commands(ctx))})"
+    return f" (see '{ctx.command_path} --help')"
+
+
+def usage_line(e: Exception) -> str:
+    """A Click usage error as the one error line, with what is accepted where it happened."""
+    return f"{one_line(e.format_message()).rstrip('.')}{usage_hint(e)}"  # type: ignore[attr-defined]

@@ -30,6 +30,11 @@ NOT_IDENTITY = ("results_dir", "logger", "sweep_name", "checkpoint")
 # earlier behaviour: at that default they are left out of the identity, so that runs already on
 # disk keep their directory (a run at the default computes what the earlier run computed).
 ADDED_KEY_DEFAULTS = {"channels_last": "auto"}
+# Keys whose whole effect is recorded in other keys: a size of the ladder in recipe.model, a
+# data budget in train.steps. They are left out of the identity, so that `recipe.size=l2w64` and
+# the same model spelled out share a directory, and runs written before the keys existed keep
+# theirs.
+DERIVED_KEYS = {"recipe": ("size", "sizes", "data_per_param"), "train": ("budget",)}
 # Keys that make an *arm* (an optimizer setting, over seeds) within a *setting*.
 ARM_KEYS = ("optim", "seed")
 
@@ -89,12 +94,22 @@ def identity(cfg: dict[str, Any], device_type: str) -> dict[str, Any]:
         for k, v in cfg.items()
         if k not in NOT_IDENTITY and not (k in ADDED_KEY_DEFAULTS and v == ADDED_KEY_DEFAULTS[k])
     }
+    ident = without_derived(ident)
     recipe = ident.get("recipe")
     if isinstance(recipe, dict):
         used = baselines_used(cfg.get("optim") or {})
         ident["recipe"] = {k: v for k, v in recipe.items() if k not in OPTIMIZERS or k in used}
     ident["device"] = device_type  # a CPU result is not a GPU result
     return ident
+
+
+def without_derived(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config without `DERIVED_KEYS` (a copy of the blocks that held them)."""
+    out = dict(cfg)
+    for block, keys in DERIVED_KEYS.items():
+        if isinstance(out.get(block), dict):
+            out[block] = {k: v for k, v in out[block].items() if k not in keys}
+    return out
 
 
 def baselines_used(optim: dict[str, Any]) -> set[str]:
@@ -108,7 +123,7 @@ def baselines_used(optim: dict[str, Any]) -> set[str]:
 def setting_config(cfg: dict[str, Any], optimizer_names: tuple[str, ...]) -> dict[str, Any]:
     """What runs compared against each other must share: the identity without the arm keys and
     without the recipe's per-optimizer baselines (`recipe.adamw`, `recipe.lion`, ...)."""
-    rest = {k: v for k, v in cfg.items() if k not in NOT_IDENTITY and k not in ARM_KEYS}
+    rest = {k: v for k, v in without_derived(cfg).items() if k not in NOT_IDENTITY + ARM_KEYS}
     recipe = rest.get("recipe")
     if isinstance(recipe, dict):
         rest["recipe"] = {k: v for k, v in recipe.items() if k not in optimizer_names}
@@ -130,7 +145,7 @@ NAME_ABBREVIATIONS = {"betas": "b", "momentum": "mom", "nesterov": "nest"}
 
 
 def run_name(cfg: dict[str, Any], device_type: str) -> str:
-    """`<scale>-<optim>-lr..-wd..[-b0.95_0.98..]-s<seed>-<hash of the identity>`: readable and
+    """`<scale>[-<size>]-<optim>-lr..-wd..[-b0.95_0.98..]-s<seed>-<identity hash>`: readable and
     unique. Hyperparameters appear when they differ from the recipe's block for the optimizer
     (`recipe.lion.betas`) or, without one, from the registry's defaults, so the usual name stays
     short and a betas sweep's directories tell apart at a glance."""
@@ -138,8 +153,10 @@ def run_name(cfg: dict[str, Any], device_type: str) -> str:
     extra = "".join(
         f"-{NAME_ABBREVIATIONS.get(k, k)}{_name_value(v)}" for k, v in _non_default(cfg)
     )
+    size = (cfg.get("recipe") or {}).get("size")
+    scale = f"{cfg['scale']}-{size}" if size else cfg["scale"]
     return (
-        f"{cfg['scale']}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}{extra}"
+        f"{scale}-{o['name']}-lr{o['lr']:.3g}-wd{o['weight_decay']:.3g}{extra}"
         f"-s{cfg['seed']}-{digest(identity(cfg, device_type))}"
     )
 

@@ -495,11 +495,15 @@ def check_out(out: Path | None) -> None:
         raise UserError(f"--out {out} is a directory (give a .csv or .json file)")
 
 
-def write(rows: list[dict[str, Any]], out: Path) -> None:
-    """The table's rows as a .json list or a .csv table (`bench optim` and `bench train`)."""
+def write(rows: list[dict[str, Any]], out: Path | None) -> None:
+    """The table's rows as a .json list or a .csv table (`bench optim` and `bench train`), when
+    asked for (`out`), and a line saying so."""
+    if out is None:
+        return
     if out.suffix == ".json":
         atomic_write_json(out, rows)
     else:
         import pandas as pd
 
         atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))
+    print(f"wrote {out}")

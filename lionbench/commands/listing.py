@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+LADDER_SCALE = "small"  # the scale whose vocabulary, context and image size the counts use
+
 
 def print_choices() -> None:
     """The recipes (with their data sources and scales), optimizers and implementations,
@@ -28,6 +30,10 @@ def print_choices() -> None:
         )
     table.add_row("recipe", "\n".join(recipes))
     table.add_row(
+        f"recipe.size\n(parameters at\nscale={LADDER_SCALE})",
+        "\n".join(ladder_line(name) for name in choices("recipe")),
+    )
+    table.add_row(
         "optim",
         "\n".join(
             f"{name}  (optim.impl: {', '.join(spec.impls)}): {spec.description}"
@@ -40,3 +46,31 @@ def print_choices() -> None:
     table.add_row("sched", ", ".join(choices("sched")))
     table.add_row("logger.wandb.mode", "auto, online, offline, disabled")
     make_console().print(table)
+
+
+def ladder_line(recipe: str) -> str:
+    """`gpt2: l2w32 44k, l2w48 84k, ...`: each size of the recipe's ladder and its parameter
+    count at `LADDER_SCALE` (models built on the meta device: no memory, no init)."""
+    import copy
+
+    from lionbench.config import compose
+    from lionbench.config.ladder import apply_size, sizes_of
+    from lionbench.recipe import load_recipe
+    from lionbench.run.budget import parameter_count
+
+    cfg = compose([f"recipe={recipe}", f"scale={LADDER_SCALE}"])
+    counts = []
+    for size in sizes_of(cfg):
+        sized = copy.deepcopy(cfg)
+        sized.recipe.size = size
+        apply_size(sized)
+        counts.append(f"{size} {short_count(parameter_count(load_recipe(sized)))}")
+    return f"{recipe}: {', '.join(counts) or 'no ladder'}"
+
+
+def short_count(n: int) -> str:
+    """3 significant digits with k/M/B: 43,808 -> 43.8k."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)

@@ -27,10 +27,11 @@ def optimum_line(sw: Sweep, optim: str, c: Choice) -> str:
     if c.best is None:
         return f"{optim}: no optimum (every setting diverged or failed; grid {values})"
     run = selection_runs(sw, optim, c.best)[0]
+    edge = "the only point tried" if c.edge == "both" else f"at the {c.edge} bound"
     where = (
         "interior"
         if c.position == "interior"
-        else f"at the {c.edge} bound (extension limit {sw.max_extend} reached)"
+        else f"{edge} (extension limit {sw.max_extend} reached)"
     )
     return (
         f"{optim}: best {grid.label(spec, c.best)} (lr {run.lr:.3g}, wd "

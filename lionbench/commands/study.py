@@ -176,6 +176,9 @@ def run_study(req: sweep.Request, small_batch: int | None = None, aggressive: fl
     """The sweep, then the claim rounds; the exit code is 1 only when a run failed (bad input
     raises UserError, before any run starts)."""
     check_overrides(req.overrides)
+    if req.confirm_seeds is None:  # the CLAIM_PAIRS seeds after the selection seeds
+        fresh = max(req.seeds) + 1
+        req = replace(req, confirm_seeds=list(range(fresh, fresh + CLAIM_PAIRS)))
     if not aggressive > 1:
         raise UserError(
             f"--aggressive must be > 1 (a multiple of Lion's best lr), got {aggressive}"

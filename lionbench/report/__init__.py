@@ -3,8 +3,9 @@
 The modules go one way, each usable without the next: load.py (run directories -> DataFrames),
 arms.py (arm labels and the baseline arm), analyse.py (settings and their tables), claims.py
 (the paper's Lion claims), studies.py (sweep and study manifests: confirmed verdicts and the
-six claims), profiles.py (performance profiles across settings), plots.py (matplotlib,
-imported only with `--out`), render.py (console, markdown, HTML, CSV, Parquet). Nothing is
+six claims), scaling.py (scaling studies: effective-data speedups and their trend with size),
+profiles.py (performance profiles across settings), plots.py (matplotlib, imported only with
+`--out`), render.py (console, markdown, HTML, CSV, Parquet). Nothing is
 dropped silently: diverged, failed, unfinished and corrupt runs are listed, and never count as
 completed.
 """
@@ -24,6 +25,7 @@ from lionbench.report.headline import headline, overview
 from lionbench.report.load import load_runs
 from lionbench.report.profiles import Profile, performance_profiles
 from lionbench.report.render import display_tables, markdown_table, problem_table, render
+from lionbench.report.scaling import ScalingStudy, read_scaling
 from lionbench.report.studies import Study, read_studies, tuned_baselines
 from lionbench.report.targets import default_targets
 from lionbench.run.rundir import find_run_dirs
@@ -31,6 +33,7 @@ from lionbench.run.rundir import find_run_dirs
 __all__ = [
     "DEFAULT_BASELINE",
     "Profile",
+    "ScalingStudy",
     "Setting",
     "Study",
     "analyse",
@@ -46,6 +49,7 @@ __all__ = [
     "overview",
     "performance_profiles",
     "problem_table",
+    "read_scaling",
     "read_studies",
     "render",
     "report",
@@ -124,20 +128,23 @@ def report(
     check_options(roots, out, targets)
     runs, curves, settings = settings_of(roots, targets, by, baseline)
     confirmed = read_studies(roots, runs, curves)
+    scaling = read_scaling(roots, runs)
     problems = problem_table(runs)
     profile = performance_profiles(settings, curves)
     if out is not None:
         from lionbench.report.figures import make_all_plots
         from lionbench.report.profile_view import draw_profiles
+        from lionbench.report.scaling_plots import draw_scaling
 
         out.mkdir(parents=True, exist_ok=True)
         make_all_plots(settings, out)
         if profile is not None:
             draw_profiles(profile, out)
-        render(settings, problems, runs, out, confirmed, profile)
+        draw_scaling(scaling, out)
+        render(settings, problems, runs, out, confirmed, profile, scaling)
     if not quiet:
         from lionbench.report.terminal import print_console
 
         notes = runs.attrs.get("warnings", [])
-        print_console(settings, problems, confirmed, notes, profile)
+        print_console(settings, problems, confirmed, notes, profile, scaling)
     return settings

@@ -29,8 +29,8 @@ RATIO_COLUMNS = ("steps_per_s", "examples_per_s", "opt_step_ms", "optimizer_stat
                  "peak_mem_mb")  # fmt: skip
 FINISHED = tuple(s.value for s in Status if s.finished)
 COUNTED = (Status.COMPLETED.value, Status.DIVERGED.value)  # a diverged seed stays in its arm
-LABEL_KEYS = (("data", "data"), ("batch", "batch_size"), ("steps", "planned_steps"),
-              ("sched", "sched"))  # fmt: skip
+LABEL_KEYS = (("size", "size"), ("data", "data"), ("batch", "batch_size"),
+              ("steps", "planned_steps"), ("sched", "sched"))  # fmt: skip
 
 
 @dataclass

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # all-null column is float: a number nobody measured).
 TEXT = frozenset({
     "setting", "setting_key", "setting_config", "run_dir", "status", "error", "recipe", "scale",
-    "data", "optim", "impl", "optim_target", "hyperparams", "sched", "sweep_name", "sweep",
+    "size", "data", "optim", "impl", "optim_target", "hyperparams", "sched", "sweep_name", "sweep",
     "device", "device_name", "contention", "identity", "arm", "family", "note", "claim",
     "verdict", "evidence", "rests_on", "metric", "name", "method", "kind", "unpaired", "split",
 })  # fmt: skip

@@ -20,6 +20,8 @@ from lionbench.report.headline import comparison_display
 from lionbench.report.plots import plot_names
 from lionbench.report.profile_view import DEFINITION, TEX, display, profile_tables, profile_tex
 from lionbench.report.profiles import Profile
+from lionbench.report.scaling import ScalingStudy
+from lionbench.report.scaling_plots import scaling_head, scaling_items, scaling_tables
 from lionbench.report.studies import Study
 
 LOSS_COLUMNS = {
@@ -212,6 +214,22 @@ def study_sections(found: Sequence[Study]) -> tuple[list[str], list[str]]:
     return md, body
 
 
+def scaling_sections(found: Sequence[ScalingStudy]) -> tuple[list[str], list[str]]:
+    """(markdown lines, HTML fragments) of each scaling study: its verdicts (or why none),
+    what they mean, the per-point and trend tables and the plots."""
+    md: list[str] = []
+    body: list[str] = []
+    for st in found:
+        head_md, head_html = scaling_head(st)
+        md += head_md
+        body += head_html
+        for title, item in scaling_items(st):
+            lines, fragment = item_section(title, item)
+            md += lines
+            body.append(fragment)
+    return md, body
+
+
 def profile_sections(p: Profile) -> tuple[list[str], list[str]]:
     """(markdown lines, HTML fragments) of the performance profiles across settings: what they
     are, what was left out, the summary and details, each plot with the points it draws."""
@@ -236,15 +254,16 @@ def render(
     out: Path,
     found: Sequence[Study] = (),
     profile: Profile | None = None,
+    scaling: Sequence[ScalingStudy] = (),
 ) -> None:
     """report.md, self-contained report.html, CSV and Parquet of every table (and LaTeX of the
-    paper tables, exports.write_tables), with the performance profiles across settings after
-    the settings' sections where there are any (`profile`)."""
+    paper tables, exports.write_tables), with the scaling studies after the sweeps and the
+    performance profiles across settings after the settings' sections where there are any."""
     anchors = plot_names(settings)
     md, body = page.opening(settings, runs, found, anchors, profiles=profile is not None)
-    s_md, s_body = study_sections(found)
-    md += s_md
-    body += s_body
+    for s_md, s_body in (study_sections(found), scaling_sections(scaling)):
+        md += s_md
+        body += s_body
     for i, s in enumerate(settings):
         s_md, s_body = setting_sections(s, anchors[i], first=i == 0 and not found)
         md += s_md
@@ -266,7 +285,7 @@ def render(
     body += links_html
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.html", page.document(body))
-    extra = profile_tables(profile) if profile is not None else {}
+    extra = {**(profile_tables(profile) if profile is not None else {}), **scaling_tables(scaling)}
     write_tables(settings, runs, out, found, extra)
     if profile is not None:
         atomic_write_text(out / f"{TEX}.tex", profile_tex(profile))

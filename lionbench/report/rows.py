@@ -79,6 +79,7 @@ def config_columns(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "recipe": recipe.get("name"),
         "scale": cfg.get("scale"),
+        "size": recipe.get("size"),  # of the recipe's ladder (None: the scale's model)
         "data": (cfg.get("data") or {}).get("source"),
         "optim": name,
         "impl": impl_of(o),

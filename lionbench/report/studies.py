@@ -39,6 +39,8 @@ from lionbench.report.values import Seeds, per_seed, run_values
 from lionbench.report.verdicts import compare_arms, describe
 from lionbench.run.rundir import STUDIES, SWEEPS, find_manifests
 
+SCALING = "scaling"  # a study manifest's `kind` that is no claims study (report/scaling.py)
+
 
 @dataclass
 class Study:
@@ -86,7 +88,7 @@ def read_studies(roots: list[Path], runs: pd.DataFrame, curves: pd.DataFrame) ->
     extra = {}
     for path in find_manifests(roots, STUDIES):
         data = read_manifest(path)
-        if data is not None:
+        if data is not None and data.get("kind") != SCALING:  # scaling.py reads those
             extra[(path.parent.parent / str(data.get("sweep_manifest"))).resolve()] = data
     out = []
     for path in find_manifests(roots, SWEEPS):
@@ -271,8 +273,11 @@ def tuned_baselines(roots: list[Path], runs: pd.DataFrame, name: str) -> dict[st
 
 def tuned_dirs(manifest: dict[str, Any], name: str) -> list[list[str]]:
     """The run directories of each setting of optimizer `name` a manifest chose: a sweep's best
-    (`optimizers`), a study condition's retuned best (`claims.<claim>.tuned`), alike."""
+    (`optimizers`), a study condition's retuned best (`claims.<claim>.tuned`), a scaling
+    point's (`points[].optimizers`), alike."""
     entries = [(manifest.get("optimizers") or {}).get(name) or {}]
+    points = [p for p in manifest.get("points") or [] if isinstance(p, dict)]
+    entries += [((p.get("optimizers") or {}).get(name) or {}) for p in points]
     entries += [
         ((c.get("tuned") or {}).get(name) or {}) for c in (manifest.get("claims") or {}).values()
     ]

@@ -15,6 +15,7 @@ from lionbench.report.headline import headlines
 from lionbench.report.profile_view import summary_display
 from lionbench.report.profiles import Profile
 from lionbench.report.render import display_tables
+from lionbench.report.scaling import ScalingStudy
 from lionbench.report.studies import Study
 
 PROFILE_TITLE = (
@@ -29,10 +30,12 @@ def print_console(
     found: Sequence[Study] = (),
     notes: Sequence[str] = (),
     profile: Profile | None = None,
+    scaling: Sequence[ScalingStudy] = (),
 ) -> None:
     """The same tables as rich tables on the terminal (the performance profiles' summary after
-    the settings). Text is escaped: labels hold brackets (`[fused]`, `[<setting>]`) that rich
-    would take for markup and drop."""
+    the settings; each scaling study's verdict lines, or why it has none, after the sweeps').
+    Text is escaped: labels hold brackets (`[fused]`, `[<setting>]`) that rich would take for
+    markup and drop."""
     from rich.markup import escape
 
     from lionbench.console import make_console
@@ -42,6 +45,9 @@ def print_console(
         console.print(f"[yellow]warning:[/] {escape(w)}")
     for st in found:
         console.print(f"[bold]{escape(st.headline)}[/]")
+    for sc in scaling:
+        for line in sc.verdicts or [f"no verdict: {sc.problem}"]:
+            console.print(f"[bold]scaling {escape(sc.name)}:[/] {escape(line)}")
     for s in settings:
         for line in headlines(s):
             console.print(f"[bold]{escape(line)}[/]")

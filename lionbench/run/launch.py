@@ -23,10 +23,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lionbench import config, signals
+from lionbench.config.ladder import apply_size
 from lionbench.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, Interrupted, UserError, say_error
 from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status
 from lionbench.run import slurm
+from lionbench.run.budget import apply_budget
 from lionbench.run.lock import check_free
 from lionbench.run.rundir import RunDir, run_dir_path
 
@@ -101,9 +103,11 @@ def precheck(args: list[str]) -> list[DictConfig] | None:
     for overrides_of_job in config.expand_overrides(overrides, config.is_multirun(flags)):
         cfg = config.compose(overrides_of_job, extra_dirs)
         config.check_structure(cfg, overrides_of_job, extra_dirs)
+        apply_size(cfg, overrides_of_job)
         config.validate(cfg, extra_dirs)
         recipe = load_recipe(cfg)
         recipe.check()
+        apply_budget(cfg, recipe, overrides_of_job)
         recipe.check_target()
         check_dist(cfg)
         check_memory(cfg, recipe)

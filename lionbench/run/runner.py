@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 import lionbench
 from lionbench import console
 from lionbench.config import decimal_div
+from lionbench.config.ladder import apply_size
 from lionbench.errors import (
     EXIT_DIVERGED,
     EXIT_FAILED,
@@ -42,6 +43,7 @@ from lionbench.optim.registry import hyperparams_of, impl_of, spec_of
 from lionbench.recipe import Recipe, load_recipe
 from lionbench.record import RunSummary, Status
 from lionbench.run import checkpoint, slurm, torchrun
+from lionbench.run.budget import apply_budget
 from lionbench.run.lock import RunLock
 from lionbench.run.outputs import RunOutputs
 from lionbench.run.revision import git_revision
@@ -77,8 +79,10 @@ def run(cfg: DictConfig) -> RunResult:
 
 
 def _run(cfg: DictConfig, device: torch.device) -> RunResult:
+    apply_size(cfg)  # as the launcher's check did: a Hydra job's config is composed anew
     recipe = load_recipe(cfg)
     recipe.check()
+    apply_budget(cfg, recipe)
     check_impl(cfg.optim, device.type)
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
