@@ -292,7 +292,7 @@ def claims(
 def scaling(
     ctx: typer.Context,
     sizes: Annotated[str, typer.Option(help="Model sizes of the recipe's ladder (lionbench "
-                     "list), comma-separated.")] = "l2w32,l2w64,l4w128",
+                     "list), comma-separated.")] = "l2w32,l2w48,l3w64",
     budgets: Annotated[str, typer.Option(help="Data budgets, multiples of "
                        "recipe.data_per_param per parameter (gpt2: 20 tokens).")] = "1,2",
     optims: Annotated[str, typer.Option(help="Candidates tuned against AdamW at every point.")]
@@ -310,12 +310,12 @@ def scaling(
     launcher: Launcher = "basic",
     dry_run: Annotated[bool, typer.Option(help="Print the plan and its cost, train nothing.")]
     = False,
+    probe_steps: Annotated[int, typer.Option(help="Steps of the probe run per size that times "
+                           "this device; 0: no time estimate.")] = 40,
 ) -> None:  # fmt: skip
     """Does the advantage survive scale? Every size x budget, each optimizer tuned there with
     the same budget, confirmed on fresh seeds; `lionbench report` gives the speedups and their
-    trend. Extra arguments are Hydra overrides for every run. The manifest is
-    RESULTS_DIR/_studies/NAME.json.
-    """
+    trend. Extra arguments are Hydra overrides for every run. Manifest: RESULTS_DIR/_studies/."""
     from lionbench.commands.grid import parse_list
     from lionbench.commands.scaling import Request, run_scaling
     from lionbench.commands.scaling_grid import parse_sizes
@@ -323,7 +323,7 @@ def scaling(
     req = sweep_request(ctx, ratios, seeds, adamw_lrs, confirm_seeds, optims, lrs, name=name,
                         launcher=launcher, max_extend=max_extend)  # fmt: skip
     grid = parse_sizes(sizes), parse_list(budgets, "--budgets", float)
-    raise typer.Exit(run_scaling(Request(req, *grid, dry_run=dry_run)))
+    raise typer.Exit(run_scaling(Request(req, *grid, dry_run, probe_steps)))
 
 
 @app.command()

@@ -99,6 +99,11 @@ class Recipe:
         """Metrics derived from the eval means (for example perplexity from the loss)."""
         return {}
 
+    def train_data_size(self) -> int | None:
+        """Tokens (sequence models) or examples in the training split, when known without
+        loading it: a data budget then says how many times it passes over them. None: unknown."""
+        return None
+
     def flops_per_example(self, model: torch.nn.Module) -> float | None:
         """Training FLOPs (forward + backward) per example, for MFU; None when unknown."""
         return None

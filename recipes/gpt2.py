@@ -11,6 +11,7 @@ trains it against a hand-written nanoGPT-style loop: the same losses, bit for bi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from typing import Any
@@ -162,6 +163,18 @@ class GPT2Recipe(Recipe):
         super().__init__(cfg)
         self.model_cfg = cfg.recipe.model
         self.tokens_per_example = int(self.model_cfg.block_size)
+
+    def train_data_size(self) -> int | None:
+        """Builtin: its train sequences' targets; token files: train.bin's tokens."""
+        import os
+
+        source = self.cfg.data.source
+        if source == "builtin":
+            return int(self.cfg.recipe.builtin.train_sequences) * self.tokens_per_example
+        if source == "tokens":
+            with contextlib.suppress(OSError):
+                return os.path.getsize(os.path.join(str(self.cfg.data.dir), "train.bin")) // 2
+        return None
 
     def check(self) -> None:
         m = self.model_cfg

@@ -193,17 +193,20 @@ def test_a_diverged_seed_is_dropped_and_counted(shrinking):
 
 
 def test_trend_recovers_the_planted_shrink_and_where_it_reaches_one(shrinking):
+    """One value per point (its seeds' mean): seeds share their baseline curve at a size, so
+    the residual df is points - coefficients (9 - 3), not values - coefficients."""
     _, st = shrinking
     t = st.trends["lion"]
-    assert t.label == "trend" and t.sizes == 3 and t.n_obs == 9 * 4 - 1
+    assert t.label == "trend" and t.sizes == 3 and t.n_obs == 9 and t.df == 6
     obs = st.speedups.dropna(subset=["log2_speedup"])
-    x = np.log2(obs["params"].to_numpy())
-    fit = np.polyfit(x, obs["log2_speedup"].to_numpy(), 1)  # without the budget regressor
+    means = obs.groupby(["params", "budget"], as_index=False)["log2_speedup"].mean()
+    x = np.log2(means["params"].to_numpy())
+    fit = np.polyfit(x, means["log2_speedup"].to_numpy(), 1)  # without the budget regressor
     assert t.coef[1] == pytest.approx(fit[0], abs=1e-3)  # the dropped seed unbalances a little
     assert t.size_factor[0] == pytest.approx(SHRINK, abs=2e-3)
     assert t.data_factor[0] == pytest.approx(1.0, abs=2e-3)  # no effect of budget planted
-    design = np.column_stack([np.ones(len(x)), x, np.log2(obs["budget"].to_numpy())])
-    y = obs["log2_speedup"].to_numpy()
+    design = np.column_stack([np.ones(len(x)), x, np.log2(means["budget"].to_numpy())])
+    y = means["log2_speedup"].to_numpy()
     beta, rss = np.linalg.lstsq(design, y, rcond=None)[:2]
     se = math.sqrt(rss[0] / (len(y) - 3) * np.linalg.inv(design.T @ design)[1, 1])
     half = stats.t.ppf(0.975, len(y) - 3) * se
@@ -216,6 +219,19 @@ def test_trend_recovers_the_planted_shrink_and_where_it_reaches_one(shrinking):
     (line,) = st.verdicts
     assert line.startswith("Lion's effective-data speedup over AdamW shrinks with size: x0.9")
     assert "(3 sizes, 3 budgets, 4 seeds" in line and "reaches 1 at about" in line
+    assert "1 pair with a diverged run left out" in line
+
+
+def test_extrapolation_stops_at_twice_the_budgets_range():
+    """A near-flat end segment would put the baseline's equivalent data anywhere: beyond 2x
+    the largest (or below half the smallest) budget's data there is no value."""
+    data, loss = np.array([1e6, 2e6]), np.array([2.0, 1.99])
+    found, extrapolated, why = data_equivalent(data, loss, 1.989)  # just below the last loss
+    assert extrapolated and why == "" and 2e6 < found < 4e6
+    found, extrapolated, why = data_equivalent(data, loss, 1.9)  # 2^13 x beyond, in log-log
+    assert math.isnan(found) and extrapolated and why == "beyond 2x the budgets' data"
+    found, _, why = data_equivalent(data, loss, 2.01)  # above the first loss: below 1e6
+    assert 5e5 < found < 1e6 and why == ""
 
 
 def test_two_sizes_are_a_line_not_a_trend(tmp_path):
@@ -262,7 +278,8 @@ def test_report_writes_the_section_plots_and_table(tmp_path, monkeypatch, capsys
     assert "## Scaling study gpt2-small-scaling: does the advantage survive scale?" in md
     assert "- Lion's effective-data speedup over AdamW shrinks with size: x0.9" in md
     assert "| l2w32 | 40k | 2x | 1.6M tokens | Lion |" in md
-    assert "| Lion | trend | 12 | x0.9" in md
+    assert "| Lion | trend | 6 | x0.9" in md  # 3 sizes x 2 budgets: one value per point
+    assert "- scaling gpt2-small-scaling: Lion" in md  # on the opening page too
     for png in ("scaling_gpt2-small-scaling.png", "scaling_loss_gpt2-small-scaling.png"):
         assert (out / png).stat().st_size > 0 and f"]({png})" in md
     assert "Scaling study gpt2-small-scaling" in (out / "report.html").read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -104,8 +105,8 @@ def test_budget_sets_steps_from_the_parameters_and_the_tokens_a_step_sees():
     assert parameter_count(recipe) == params
     steps, counted, data = budget_steps(cfg, recipe)
     tokens_per_step = cfg.train.batch_size * cfg.recipe.model.block_size
-    assert counted == params and data == round(0.5 * 20 * params)
     assert steps == math.ceil(0.5 * 20 * params / tokens_per_step)
+    assert counted == params and data == steps * tokens_per_step  # what the steps train on
     apply_budget(cfg, recipe)
     assert cfg.train.steps == steps
 
@@ -132,6 +133,8 @@ def test_a_run_with_a_budget_records_what_it_trained(tmp_path):
         (["--sizes", "l2w32", "recipe.size=l2w48"], "the study sets recipe.size"),
         (["--sizes", "l2w32", "train.steps=5"], "the study sets train.steps"),
         (["--sizes", "l2w32", "--optims", "adamw"], "adamw is the baseline"),
+        (["--sizes", "l2w32", "--probe-steps", "-1"], "--probe-steps must be"),
+        (["--sizes", "l2w32", "--probe-steps", "2"], "--probe-steps 2 times nothing"),
     ],
 )
 def test_study_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
@@ -153,6 +156,9 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys, monkeypatc
     # best settings on the 4 confirmation seeds
     assert "14 runs (+ up to 2 extension runs)" in plan[0]
     assert "total: 84 runs (up to 96 with extensions)" in out
+    # smoke's builtin train split is 256 sequences of 32 targets: 611,840 tokens are 75 passes
+    assert "611,840 tokens (2,390 steps, 75 passes over the train split)" in plan[0]
+    assert "warning: 6 of 6 points pass over their train split more than 2 times" in out
     assert run_dirs(tmp_path) == []
 
 
@@ -199,3 +205,21 @@ def test_tiny_grid_again_trains_only_what_is_missing(tiny, capsys):
     out = capsys.readouterr().out
     assert "12 runs, 1 trained, 11 already finished, 0 without a result" in out
     assert summary(lost)["status"] == "completed"
+
+
+def test_no_time_estimate_when_the_runs_go_to_slurm():
+    """A probe on the submitting machine (a login node) would time the wrong hardware: the plan
+    says so instead of a figure."""
+    from lionbench.commands.scaling_grid import Point
+    from lionbench.commands.tuning import Sweep
+
+    sw = Sweep("s", ["hydra/launcher=submitit_slurm"], [], "gpt2", "smoke", Path("r"), {}, [0],
+               [1], 0, {"adamw": [1.0], "lion": [3.0]})  # fmt: skip
+    assert scaling_cost.on_cluster(sw)
+    assert scaling_cost.probe_sizes(sw, [Point("l2w32", 1.0, 10, 200, 5)]) == {}
+    cost = scaling_cost.estimate(sw, [Point("l2w32", 1.0, 10, 200, 5)], {})
+    *points, total = cost.lines("tokens")
+    assert points == ["  l2w32 x1: 10 parameters, 200 tokens (5 steps); 4 runs (+ up to 0 "
+                      "extension runs)"]  # fmt: skip
+    assert total.endswith("time not estimated: the runs go to SLURM's nodes (a probe here would "
+                          "time this machine)")  # fmt: skip

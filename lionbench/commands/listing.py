@@ -51,20 +51,16 @@ def print_choices() -> None:
 def ladder_line(recipe: str) -> str:
     """`gpt2: l2w32 44k, l2w48 84k, ...`: each size of the recipe's ladder and its parameter
     count at `LADDER_SCALE` (models built on the meta device: no memory, no init)."""
-    import copy
-
     from lionbench.config import compose
-    from lionbench.config.ladder import apply_size, sizes_of
+    from lionbench.config.ladder import sized_config, sizes_of
     from lionbench.recipe import load_recipe
     from lionbench.run.budget import parameter_count
 
-    cfg = compose([f"recipe={recipe}", f"scale={LADDER_SCALE}"])
+    overrides = [f"recipe={recipe}", f"scale={LADDER_SCALE}"]
     counts = []
-    for size in sizes_of(cfg):
-        sized = copy.deepcopy(cfg)
-        sized.recipe.size = size
-        apply_size(sized)
-        counts.append(f"{size} {short_count(parameter_count(load_recipe(sized)))}")
+    for size in sizes_of(compose(overrides)):
+        sized = load_recipe(sized_config(overrides, size))
+        counts.append(f"{size} {short_count(parameter_count(sized))}")
     return f"{recipe}: {', '.join(counts) or 'no ladder'}"
 
 

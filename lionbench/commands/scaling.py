@@ -16,15 +16,17 @@ loss differences, the effective-data speedups and their trend with size.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lionbench import checks, config
 from lionbench.commands import manifest, screen, sweep, tuning
-from lionbench.commands.scaling_cost import Cost, estimate, probe_sizes
+from lionbench.commands.scaling_cost import PROBE_STEPS, Cost, estimate, probe_sizes
 from lionbench.commands.scaling_grid import Grid, Point, make_grid
-from lionbench.errors import UserError
+from lionbench.errors import Interrupted, UserError
 from lionbench.files import atomic_write_json
 from lionbench.run.rundir import STUDIES, manifest_path
 
@@ -36,7 +38,7 @@ RESERVED = ("recipe.size", "train.budget", "train.steps", "train.eval_interval")
 def check_overrides(overrides: list[str]) -> None:
     """The study sets each point's size, budget, steps and evaluations itself."""
     for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
+        key = config.override_key(o)
         if key in RESERVED:
             raise UserError(
                 f"'{o}': the study sets {key} for every point (use --sizes and --budgets; "
@@ -52,22 +54,26 @@ class Request:
     sizes: list[str]
     budgets: list[float]
     dry_run: bool = False
+    probe_steps: int = PROBE_STEPS  # 0: no probe, no time estimate
 
 
 def run_scaling(req: Request) -> int:
     """Plan, cost, then every point tuned; the exit code is 1 only when a run failed."""
     check_overrides(req.sweep.overrides)
-    if req.sweep.confirm_seeds is None:
-        fresh = max(req.sweep.seeds) + 1
-        seeds = list(range(fresh, fresh + SCALING_PAIRS))
-        req = replace(req, sweep=replace(req.sweep, confirm_seeds=seeds))
+    checks.integer(req.probe_steps, "--probe-steps", low=0, high=10_000)
+    req = replace(req, sweep=req.sweep.with_fresh_seeds(SCALING_PAIRS))
     sw = sweep.setup(req.sweep)
     if req.sweep.name is None:
         sw.name = f"{sw.recipe}-{sw.scale}-scaling"
     plan = make_grid(sw, req.sizes, req.budgets)
     print(sweep.plan_line(sw), flush=True)
-    cost = estimate(sw, plan.points, probe_sizes(sw, plan.points))
-    for line in cost.lines(plan.unit):
+    try:
+        cost = estimate(sw, plan.points, probe_sizes(sw, plan.points, req.probe_steps))
+    except Interrupted as e:  # a probe stopped: nothing of the study has trained
+        print(f"interrupted by signal {e.signum} while probing: nothing of the study trained; "
+              f"run the same command again", file=sys.stderr, flush=True)  # fmt: skip
+        return e.exit_code
+    for line in [*cost.lines(plan.unit), *plan.warnings()]:
         print(line, flush=True)
     if req.dry_run:
         print("--dry-run: nothing trained", flush=True)
@@ -122,7 +128,7 @@ def write_study(
 ) -> Path:
     """`<results_dir>/_studies/<name>.json`, atomically, after every point (a study stopped
     half-way still reports the points it finished)."""
-    study = {
+    content = {
         "schema_version": SCALING_SCHEMA,
         "kind": "scaling",
         "name": sw.name,
@@ -153,5 +159,5 @@ def write_study(
     }
     path = manifest_path(sw.results_dir, STUDIES, sw.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, study)
+    atomic_write_json(path, content)
     return path

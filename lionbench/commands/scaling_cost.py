@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lionbench import config
+from lionbench.errors import UserError
 from lionbench.files import atomic_write_json
-from lionbench.record import digest, identity
+from lionbench.record import Status, digest, identity
 from lionbench.run.rundir import STUDIES, manifest_path
 
 if TYPE_CHECKING:
@@ -44,35 +45,52 @@ class Probe:
         return self.overhead_s + steps / self.steps_per_s + more_evals * self.eval_s
 
 
-def probe_config(sw: Sweep, size: str, results_dir: str, steps: int = PROBE_STEPS) -> Any:
-    """The probe's run: the study's overrides at `size`, AdamW, a few steps, nothing logged."""
-    from lionbench.config.ladder import apply_size
+def probe_config(
+    sw: Sweep, size: str, results_dir: str, steps: int = PROBE_STEPS, timed: bool = True
+) -> Any:
+    """The probe's run: the study's overrides at `size`, AdamW, a few steps, nothing logged
+    (`timed`: some of its steps must be timed)."""
+    from lionbench.config.ladder import sized_config
 
     flags, plain = config.split_args(sw.overrides)
-    cfg = config.compose(
-        [*plain, f"optim={sw.baseline}", f"recipe.size={size}", f"train.steps={steps}",
-         f"train.eval_interval={steps}", f"results_dir={results_dir}",
-         "logger.wandb.mode=disabled", "checkpoint.interval=0"],
-        config.config_dirs(flags),
+    cfg = sized_config(
+        [*plain, f"optim={sw.baseline}", f"train.steps={steps}", f"train.eval_interval={steps}",
+         "sched.warmup_steps=0", f"results_dir={results_dir}", "logger.wandb.mode=disabled",
+         "checkpoint.interval=0"],
+        size, config.config_dirs(flags),
     )  # fmt: skip
-    apply_size(cfg)
-    config.validate(cfg, config.config_dirs(flags))
+    warm = int(cfg.timing.warmup_steps)
+    if timed and steps <= warm:
+        raise UserError(
+            f"--probe-steps {steps} times nothing: timing.warmup_steps={warm} are left out "
+            f"(accepted: more than {warm}, or 0 for no time estimate)"
+        )
     return cfg
 
 
-def measure(cfg: Any) -> Probe:
-    """Train the probe run (its summary table silenced) and read its speed."""
+def train_quietly(cfg: Any) -> Any:
+    """Train a probe run, its summary table silenced; its summary."""
     from lionbench.run import runner
 
     with contextlib.redirect_stdout(io.StringIO()):
         result = runner.run(cfg)
-    s = result.summary
+    if result.status != Status.COMPLETED:
+        raise UserError(
+            f"the probe run of recipe.size={cfg.recipe.size} ended {result.status}: "
+            f"{result.summary.error or 'no error recorded'} (--probe-steps 0: no probe)"
+        )
+    return result.summary
+
+
+def measure(cfg: Any) -> Probe:
+    """Train the probe run and read its speed."""
+    s, steps = train_quietly(cfg), int(cfg.train.steps)
     if not (s.steps_per_s and s.wall_s):
-        raise RuntimeError(f"the probe run ended {result.status}: {s.error or 'no speed'}")
+        raise UserError(f"the probe run of recipe.size={cfg.recipe.size} recorded no speed")
     batches = int(cfg.train.eval_batches) if str(cfg.train.eval_batches).isdigit() else 1
     return Probe(
         steps_per_s=float(s.steps_per_s),
-        overhead_s=max(0.0, float(s.wall_s) - PROBE_STEPS / float(s.steps_per_s)),
+        overhead_s=max(0.0, float(s.wall_s) - steps / float(s.steps_per_s)),
         eval_s=batches / (3.0 * float(s.steps_per_s)),
     )
 
@@ -82,12 +100,13 @@ def on_cluster(sw: Sweep) -> bool:
     return any(o.startswith("hydra/launcher=submitit_slurm") for o in [*sw.overrides, *sw.extra])
 
 
-def probe_sizes(sw: Sweep, points: list[Point]) -> dict[str, Probe]:
-    """Each size's probe: measured now, or the one kept for the same run on this device; none
-    when the runs go to a cluster."""
-    from lionbench.loop.device import resolve_device
+def probe_sizes(sw: Sweep, points: list[Point], steps: int = PROBE_STEPS) -> dict[str, Probe]:
+    """Each size's probe: measured now, or the one kept for the same run on this device (its
+    type and name: another GPU's timings are not this one's); none when the runs go to a
+    cluster or `steps` is 0."""
+    from lionbench.loop.device import device_name, resolve_device
 
-    if on_cluster(sw):
+    if on_cluster(sw) or steps == 0:
         return {}
 
     path = manifest_path(sw.results_dir, STUDIES, f"probes/{sw.name}")
@@ -95,16 +114,18 @@ def probe_sizes(sw: Sweep, points: list[Point]) -> dict[str, Probe]:
     out, warm = {}, False
     with tempfile.TemporaryDirectory(prefix="lionbench-probe-") as tmp:
         for size in dict.fromkeys(p.size for p in points):
-            cfg = probe_config(sw, size, tmp)
+            cfg = probe_config(sw, size, tmp, steps)
             plain = config_dict(cfg)
-            key = digest({k: v for k, v in identity(plain, resolve_device(cfg.device).type).items()
-                          if k != "results_dir"})  # fmt: skip
+            device = resolve_device(cfg.device)
+            key = digest([identity(plain, device.type), device_name(device)])
             if key in kept:
                 out[size] = Probe(**kept[key])
                 continue
-            print(f"study {sw.name}: probing {size} ({PROBE_STEPS} steps)", flush=True)
+            print(f"study {sw.name}: probing {size} ({steps} steps; --probe-steps 0: no "
+                  f"time estimate)", flush=True)  # fmt: skip
             if not warm:  # what a process pays once (imports, kernels, data) is no run's cost
-                warm = measure(probe_config(sw, size, tmp, WARMUP_STEPS)) is not None
+                train_quietly(probe_config(sw, size, tmp, min(WARMUP_STEPS, steps), False))
+                warm = True
             out[size] = measure(cfg)
             kept[key] = out[size].__dict__
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +159,7 @@ class Cost:
     rows: list[tuple[Point, int, int, int, float]] = field(default_factory=list)
     # (point, runs without extensions, extension runs at most, confirmation runs, s per run)
     launch_s: float = 0.0  # composing and checking a run before it starts
+    unpriced: str = ""  # why there is no time estimate (none: there is one)
 
     def run_s(self, point: Point) -> float:
         return next(s for p, *_, s in self.rows if p == point) + self.launch_s
@@ -153,9 +175,10 @@ class Cost:
             n = base + conf
             per = s + self.launch_s
             each = f", {per:.0f} s a run" if math.isfinite(per) else ""
+            passes = f", {p.passes:.2g} passes over the train split" if p.passes else ""
             out.append(
-                f"  {p.label}: {p.params:,} parameters, {p.data:,} {unit} ({p.steps:,} steps); "
-                f"{n} runs (+ up to {ext} extension runs){each}"
+                f"  {p.label}: {p.params:,} parameters, {p.data:,} {unit} ({p.steps:,} "
+                f"steps{passes}); {n} runs (+ up to {ext} extension runs){each}"
             )
             low, high = low + n * per, high + (n + ext) * per
             runs_low, runs_high, data = runs_low + n, runs_high + n + ext, data + n * p.data
@@ -163,8 +186,7 @@ class Cost:
             f"about {low / 60:.0f} min on this device (up to {high / 60:.0f} min), one run at a "
             f"time; a parallel launcher divides it by the runs it runs at once"
             if math.isfinite(low)
-            else "time not estimated: the runs go to SLURM's nodes (a probe here would time "
-            "this machine)"
+            else f"time not estimated: {self.unpriced}"
         )
         out.append(f"total: {runs_low} runs (up to {runs_high} with extensions), {data:,} {unit}, "
                    f"{when}")  # fmt: skip
@@ -175,9 +197,14 @@ def estimate(sw: Sweep, points: list[Point], probes: dict[str, Probe]) -> Cost:
     """Runs per point from the grids and seeds; seconds per run from the probes; the launch
     cost from composing one point's config here."""
     started = time.monotonic()
-    probe_config(sw, points[0].size, str(sw.results_dir))
+    probe_config(sw, points[0].size, str(sw.results_dir), timed=False)
     launch_s = 2 * (time.monotonic() - started)  # the launcher's check, then Hydra's own
-    cost = Cost(launch_s=launch_s)
+    unpriced = (
+        "the runs go to SLURM's nodes (a probe here would time this machine)"
+        if on_cluster(sw)
+        else "--probe-steps 0"
+    )
+    cost = Cost(launch_s=launch_s, unpriced="" if probes else unpriced)
     seeds, fresh = len(sw.seeds), len(sw.confirm_seeds)
     for p in points:
         base = sum(len(v) for v in sw.initial.values()) * seeds

@@ -57,7 +57,7 @@ class Condition:
 def check_overrides(overrides: list[str]) -> None:
     """The study varies the batch, the schedule and Lion's betas itself."""
     for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
+        key = config.override_key(o)
         if key in RESERVED or key.startswith("sched."):
             raise UserError(
                 f"'{o}': the study varies {key.split('.')[0] if key.startswith('sched') else key} "
@@ -176,9 +176,7 @@ def run_study(req: sweep.Request, small_batch: int | None = None, aggressive: fl
     """The sweep, then the claim rounds; the exit code is 1 only when a run failed (bad input
     raises UserError, before any run starts)."""
     check_overrides(req.overrides)
-    if req.confirm_seeds is None:  # the CLAIM_PAIRS seeds after the selection seeds
-        fresh = max(req.seeds) + 1
-        req = replace(req, confirm_seeds=list(range(fresh, fresh + CLAIM_PAIRS)))
+    req = req.with_fresh_seeds(CLAIM_PAIRS)
     if not aggressive > 1:
         raise UserError(
             f"--aggressive must be > 1 (a multiple of Lion's best lr), got {aggressive}"

@@ -11,7 +11,7 @@ does not line up with the optimizer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def check_overrides(overrides: list[str]) -> None:
     """The sweep sets the optimizer, its lr, wd and ratio, the seed and the name itself: an
     override of one of them would silently give every arm the same value."""
     for o in overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
+        key = config.override_key(o)
         if key in RESERVED:
             raise UserError(f"'{o}': sweep sets {key} itself (use --ratios and --seeds)")
         if key in DERIVED:
@@ -69,6 +69,18 @@ class Request:
     optims: list[str] = field(default_factory=lambda: [CANDIDATE])  # the candidates
     lrs: list[float] | None = None  # lr multipliers of lr-axis candidates (default: as AdamW's)
 
+    def with_fresh_seeds(self, n: int) -> Request:
+        """This request, confirming on `n` fresh seeds unless --confirm-seeds said which."""
+        return (
+            self
+            if self.confirm_seeds is not None
+            else replace(self, confirm_seeds=self.fresh_seeds(n))
+        )
+
+    def fresh_seeds(self, n: int) -> list[int]:
+        """The `n` seeds after the largest selection seed: never one that chose a setting."""
+        return list(range(max(self.seeds) + 1, max(self.seeds) + 1 + n))
+
 
 def setup(req: Request) -> Sweep:
     """Check everything that can be checked before a run starts; raise UserError."""
@@ -84,7 +96,7 @@ def setup(req: Request) -> Sweep:
     seeds = req.seeds
     confirm_seeds = req.confirm_seeds
     if confirm_seeds is None:
-        confirm_seeds = [max(seeds) + 1 + i for i in range(len(seeds))]
+        confirm_seeds = req.fresh_seeds(len(seeds))
     if reused := sorted(set(confirm_seeds) & set(seeds)):
         raise UserError(
             f"--confirm-seeds {', '.join(map(str, reused))} are also in --seeds (accepted: "

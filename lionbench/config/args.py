@@ -137,6 +137,11 @@ def check_flag(arg: str) -> None:
     )
 
 
+def override_key(override: str) -> str:
+    """The dotted key an override sets: `+train.steps=5` -> `train.steps`."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def seeds_first(args: Sequence[str]) -> list[str]:
     """The arguments with the `seed=` override before every other override: Hydra's basic
     sweeper runs the cartesian product with the first override varying slowest, so a multirun
@@ -144,7 +149,7 @@ def seeds_first(args: Sequence[str]) -> list[str]:
     one optimizer's block after the other's (machine drift over the multirun would line up with
     the optimizer and pass for its speed). The set of runs is the same; Hydra's flags go first."""
     flags, overrides = split_args(args)
-    seeds = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == "seed"]
+    seeds = [o for o in overrides if override_key(o) == "seed"]
     return [*flags, *seeds, *(o for o in overrides if o not in seeds)]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench import checks
+from lionbench.config.args import override_key
 from lionbench.errors import UserError, first_line
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -155,4 +156,4 @@ def compose_quiet(overrides: list[str], extra_dirs: Sequence[Path] = ()) -> Any 
 
 
 def _sets_key(override: str, key: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0] == key
+    return override_key(override) == key

@@ -8,9 +8,11 @@ run's config.yaml records the model it trained, and its identity leaves the name
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lionbench import checks
+from lionbench.config.args import override_key
 from lionbench.errors import UserError
 
 
@@ -22,7 +24,23 @@ def sizes_of(cfg: Any) -> dict[str, dict[str, Any]]:
     if sizes is None:
         return {}
     plain = OmegaConf.to_container(sizes, resolve=True) if OmegaConf.is_config(sizes) else sizes
-    return {str(k): dict(v or {}) for k, v in dict(plain).items()}
+    if not isinstance(plain, dict) or not all(isinstance(v, dict | None) for v in plain.values()):
+        raise UserError(
+            f"recipe.sizes of recipe {cfg.recipe.name} must map each size name to recipe.model "
+            f"keys (e.g. l2w32: {{n_layer: 2, n_embd: 32}})"
+        )
+    return {str(k): dict(v or {}) for k, v in plain.items()}
+
+
+def sized_config(overrides: Sequence[str], size: str, extra_dirs: Sequence[Path] = ()) -> Any:
+    """The config of `overrides` at `size` of the ladder, checked (a study's points, probes and
+    `lionbench list` compose their sizes alike)."""
+    from lionbench import config
+
+    cfg = config.compose([*overrides, f"recipe.size={size}"], extra_dirs)
+    apply_size(cfg, overrides)
+    config.validate(cfg, extra_dirs)
+    return cfg
 
 
 def apply_size(cfg: Any, overrides: Sequence[str] = ()) -> None:
@@ -47,7 +65,7 @@ def apply_size(cfg: Any, overrides: Sequence[str] = ()) -> None:
                 f"{', '.join(map(str, cfg.recipe.model))})"
             )
         for o in overrides:
-            if o.lstrip("+~").split("=", 1)[0] == f"recipe.model.{key}":
+            if override_key(o) == f"recipe.model.{key}":
                 raise UserError(
                     f"'{o}': recipe.size={size} sets recipe.model.{key} (drop one of them)"
                 )

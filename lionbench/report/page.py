@@ -130,14 +130,17 @@ def opening(
     found: Sequence[Study],
     anchors: list[str],
     profiles: bool = False,
+    scaling: Sequence[tuple[str, list[str]]] = (),
 ) -> tuple[list[str], list[str]]:
     """The first page: every verdict in one line (markdown) or one overview table (HTML), the
-    confirmed sweep verdicts first: they are the ones free of the winner's curse; `profiles`:
-    the contents link the performance profiles too."""
+    confirmed sweep verdicts first: they are the ones free of the winner's curse, then the
+    scaling studies' (name, verdict lines); `profiles`: the contents link the performance
+    profiles too."""
     counts = f"{len(runs)} run directories: " + ", ".join(
         f"{n} {k}" for k, n in runs["status"].value_counts().items()
     )
-    lines = [st.headline for st in found] + [h for s in settings for h in headlines(s)]
+    said = [f"scaling {name}: {v}" for name, verdicts in scaling for v in verdicts]
+    lines = [st.headline for st in found] + said + [h for s in settings for h in headlines(s)]
     repeated = list(runs.attrs.get("warnings", []))  # copies of one run, counted once
     md = ["# lionbench report", "", *[f"- {line}" for line in lines], "", counts, ""]
     md += [f"> warning: {w}\n" for w in repeated]
@@ -147,12 +150,17 @@ def opening(
         body.append("<h3>Confirmed verdicts (fresh seeds)</h3><ul>")
         body += [f"<li>{colour(st.headline)}</li>" for st in found]
         body.append("</ul>")
+    if said:
+        body.append("<h3>Scaling studies (fresh seeds)</h3><ul>")
+        body += [f"<li>{html.escape(line)}</li>" for line in said]
+        body.append("</ul>")
     if settings:
         body.append(
             "<h3>Overview: each setting's arms against its baseline (95% CI, Holm-adjusted p)</h3>"
         )
         body.append(overview_table(overview(settings), anchors))
     toc = [f"<a href='#sweep-{html.escape(st.name)}'>{html.escape(st.name)}</a>" for st in found]
+    toc += [f"<a href='#scaling-{html.escape(n)}'>scaling {html.escape(n)}</a>" for n, _ in scaling]
     toc += [
         f"<a href='#{a}'>{html.escape(s.label)}</a>" for s, a in zip(settings, anchors, strict=True)
     ]

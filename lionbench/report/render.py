@@ -260,7 +260,8 @@ def render(
     paper tables, exports.write_tables), with the scaling studies after the sweeps and the
     performance profiles across settings after the settings' sections where there are any."""
     anchors = plot_names(settings)
-    md, body = page.opening(settings, runs, found, anchors, profiles=profile is not None)
+    said = [(st.name, st.verdicts or [st.problem or ""]) for st in scaling]
+    md, body = page.opening(settings, runs, found, anchors, profile is not None, said)
     for s_md, s_body in (study_sections(found), scaling_sections(scaling)):
         md += s_md
         body += s_body

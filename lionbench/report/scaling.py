@@ -201,7 +201,7 @@ def verdict(
     better = int(((rows["p_holm"] < ALPHA) & (rows["loss_diff"] < 0)).sum())
     worse = int(((rows["p_holm"] < ALPHA) & (rows["loss_diff"] > 0)).sum())
     losses = (f"final val loss lower at {better}, higher at {worse} of {len(rows)} points "
-              f"(paired t, Holm)")  # fmt: skip
+              f"(paired t, Holm){left_out(data, rows)}")  # fmt: skip
     if t.label == NEEDS_BUDGETS:
         return f"{who}: {NEEDS_BUDGETS} (one budget, no loss-against-data curve); {losses}"
     logs = obs["log2_speedup"].dropna().to_numpy() if obs is not None else np.array([])
@@ -224,7 +224,22 @@ def verdict(
         return f"{who}: no trend claimed, {TWO_SIZES}: {per}; {losses}"
     words = ("shrinks with size" if hi < 1 else "grows with size" if lo > 1
              else "shows no detectable trend with size")  # fmt: skip
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        words = f"cannot be judged ({t.n_obs} points for {len(t.coef)} coefficients: no interval)"
     line = f"{who} {words}: {per}"
     if words != "shows no detectable trend with size" and math.isfinite(t.crossing):
         line += f"; the fitted speedup reaches 1 at about {count_text(t.crossing)} parameters"
     return f"{line}; {losses}"
+
+
+def left_out(data: dict[str, Any], rows: pd.DataFrame) -> str:
+    """What the line does not rest on: diverged pairs (left out of the differences and the
+    speedups, which favours whoever diverged) and the points an unfinished study lacks."""
+    said = []
+    diverged = int(rows["n_nonfinite_pairs"].sum()) if "n_nonfinite_pairs" in rows else 0
+    if diverged:
+        said.append(f"{diverged} pair{'' if diverged == 1 else 's'} with a diverged run left out")
+    planned = len(data.get("sizes") or []) * len(data.get("budgets") or [])
+    if data.get("complete") is False:
+        said.append(f"unfinished study: {len(data['points'])} of {planned} points")
+    return "; " + "; ".join(said) if said else ""

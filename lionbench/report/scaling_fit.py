@@ -20,12 +20,14 @@ NEEDS_BUDGETS = "needs >= 2 budgets"
 TWO_SIZES = "two sizes: a line through two points, not a trend"
 ONE_SIZE = "one size: no trend"
 SPAN = 1000.0  # the band and crossing are searched up to this many times the largest size
+REACH = 2.0  # extrapolation goes at most this factor beyond the budgets' range of data
 NAN3 = (math.nan, math.nan, math.nan)
 
 
 @dataclass
 class Trend:
-    """One candidate's fit of log2 speedup on log2 parameters (and log2 budget): `coef` and
+    """One candidate's fit of log2 speedup on log2 parameters (and log2 budget) over `n_obs`
+    points (each its seeds' mean): `coef` and
     `cov` are (intercept, parameters slope[, budget slope]) and their covariance; the factors
     are 2^slope per doubling, (estimate, low, high); `crossing`: the parameters where the
     fitted speedup is 1, `band`: where its 95% band first contains 1 (at `log2_budget`)."""
@@ -58,8 +60,9 @@ def data_equivalent(data: np.ndarray, loss: np.ndarray, target: float) -> tuple[
     """(D', extrapolated, why not): the data at which the curve (data ascending, its losses)
     reaches loss `target`, linear in (log D, log L) on the first bracketing segment; beyond the
     curve's range, from its end segment (the last where the target is below every loss, the
-    first where above), flagged. A non-finite loss, a flat bracketing segment or an end segment
-    along which the loss does not fall give none."""
+    first where above), flagged, and at most REACH times beyond the range. A non-finite loss, a
+    flat bracketing segment, an end segment along which the loss does not fall, or a D' beyond
+    that reach give none."""
     if not (np.isfinite(loss).all() and (loss > 0).all() and math.isfinite(target) and target > 0):
         return math.nan, False, "non-finite loss"
     x, y, t = np.log(data), np.log(loss), math.log(target)
@@ -71,17 +74,23 @@ def data_equivalent(data: np.ndarray, loss: np.ndarray, target: float) -> tuple[
     j = len(x) - 2 if t < y.min() else 0
     if y[j + 1] >= y[j]:
         return math.nan, True, "flat or rising end segment"
-    return math.exp(x[j] + (t - y[j]) * (x[j + 1] - x[j]) / (y[j + 1] - y[j])), True, ""
+    found = math.exp(x[j] + (t - y[j]) * (x[j + 1] - x[j]) / (y[j + 1] - y[j]))
+    if not data[0] / REACH <= found <= data[-1] * REACH:  # a near-flat end runs off: no value
+        return math.nan, True, f"beyond {REACH:g}x the budgets' data"
+    return found, True, ""
 
 
 def fit_trend(obs: pd.DataFrame | None, budgets: list[float], params: list[float]) -> Trend:
-    """OLS of log2 speedup over every (point, seed) on log2 parameters, with log2 budget as a
-    second regressor where the values span two budgets or more."""
+    """OLS of each point's mean log2 speedup (over its seeds) on log2 parameters, with log2
+    budget as a second regressor where the points span two budgets or more. One value per
+    point: a seed's values at one size share its baseline curve, so seeds are not independent
+    observations of the trend; the residual df is points - coefficients."""
     if len(budgets) < 2:
         return Trend(NEEDS_BUDGETS)
     obs = obs[np.isfinite(obs["log2_speedup"])] if obs is not None and not obs.empty else None
     if obs is None or obs.empty:
         return Trend("no speedup values", sizes=0)
+    obs = obs.groupby(["params", "budget"], as_index=False)["log2_speedup"].mean()
     sizes = obs["params"].nunique()
     if sizes < 2:
         return Trend(ONE_SIZE, len(obs), sizes)

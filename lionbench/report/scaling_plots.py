@@ -27,12 +27,13 @@ SCALING_DEFINITION = (
     "those confirmation runs alone. Loss diff: candidate - baseline final val loss, paired by "
     "seed (95% t interval; p paired t, Holm across the study's points and candidates). "
     "Speedup: per seed, the data D' at which the baseline's loss-against-data curve at that "
-    "size (log-log linear between budgets; extrapolated beyond them, flagged) reaches the "
-    "candidate's loss, over the candidate's data D; geometric mean over seeds with its 95% t "
-    "interval. Trend: OLS of log2 speedup over every point and seed on log2 parameters (and "
-    "log2 budget); its factor per doubling with a 95% interval, and where the fitted speedup "
-    "and its 95% band reach 1 (at the geometric-mean budget). Seeds share their runs across "
-    "points, so the fit's intervals treat related values as independent."
+    "size (log-log linear between budgets; extrapolated beyond them up to 2x, flagged) reaches "
+    "the candidate's loss, over the candidate's data D; geometric mean over seeds with its 95% "
+    "t interval. Trend: OLS of each point's mean log2 speedup on log2 parameters (and log2 "
+    "budget), residual df = points - coefficients (a seed's values at one size share its "
+    "baseline curve, so seeds are not independent values of the trend); its factor per "
+    "doubling with a 95% interval, and where the fitted speedup and its 95% band reach 1 (at "
+    "the geometric-mean budget)."
 )
 TITLES = {"speedup": "effective-data speedup against parameters",
           "loss": "final val loss against data"}  # fmt: skip
@@ -199,7 +200,7 @@ def trend_display(st: ScalingStudy) -> pd.DataFrame:
         rows.append({
             "candidate": title(cand),
             "fit": t.label,
-            "values (point x seed)": t.n_obs,
+            "points": t.n_obs,
             "per doubling of parameters": per_size,
             "per doubling of data": interval_text(*t.data_factor, ".3g", True) if fits else "-",
             "fitted speedup 1 at": (count_text(t.crossing) if math.isfinite(t.crossing)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from lionbench import checks
+from lionbench import checks, config
 from lionbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def data_unit(recipe: Recipe) -> tuple[str, int]:
 
 def budget_steps(cfg: Any, recipe: Recipe) -> tuple[int, int, int]:
     """(steps, parameters, data) of the config's budget: the fewest whole steps that see
-    budget x data_per_param x parameters units (at least one)."""
+    budget x data_per_param x parameters units (at least one), and the data those steps see."""
     budget, per_param = cfg.train.budget, cfg.recipe.get("data_per_param")
     checks.positive(budget, "train.budget")
     if per_param is None:
@@ -49,14 +49,14 @@ def budget_steps(cfg: Any, recipe: Recipe) -> tuple[int, int, int]:
     checks.positive(per_param, "recipe.data_per_param")
     params = parameter_count(recipe)
     _, per_example = data_unit(recipe)
-    data = float(budget) * float(per_param) * params
-    steps = max(1, math.ceil(data / (int(cfg.train.batch_size) * per_example)))
+    per_step = int(cfg.train.batch_size) * per_example
+    steps = max(1, math.ceil(float(budget) * float(per_param) * params / per_step))
     if steps > MAX_STEPS:
         raise UserError(
             f"train.budget={budget} is {steps:,} steps for {params:,} parameters, more than "
             f"{MAX_STEPS:,}"
         )
-    return steps, params, round(data)
+    return steps, params, steps * per_step
 
 
 def apply_budget(cfg: Any, recipe: Recipe, overrides: Sequence[str] = ()) -> None:
@@ -65,6 +65,6 @@ def apply_budget(cfg: Any, recipe: Recipe, overrides: Sequence[str] = ()) -> Non
     if cfg.train.get("budget") is None:
         return
     for o in overrides:
-        if o.lstrip("+~").split("=", 1)[0] == "train.steps":
+        if config.override_key(o) == "train.steps":
             raise UserError(f"'{o}': train.budget={cfg.train.budget} sets train.steps (drop one)")
     cfg.train.steps = budget_steps(cfg, recipe)[0]
