@@ -223,3 +223,18 @@ def test_no_time_estimate_when_the_runs_go_to_slurm():
                       "extension runs)"]  # fmt: skip
     assert total.endswith("time not estimated: the runs go to SLURM's nodes (a probe here would "
                           "time this machine)")  # fmt: skip
+
+
+def test_list_shows_every_ladder_with_parameters_counted_once(tmp_path, monkeypatch, capsys):
+    """`lionbench list` counts each rung's parameters once per version of the recipe's files
+    (kept in the cache: a second listing imports no torch)."""
+    from lionbench.commands import listing
+
+    monkeypatch.setenv("LIONBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "400")
+    assert cli_inprocess("list") == 0
+    out = capsys.readouterr().out
+    assert "gpt2: l2w32 43.9k, l2w48 84.3k, l2w64 137k, l3w64 187k" in out
+    assert "resnet50: r10 " in out and "unet: c16 " in out and "vit: w64 " in out
+    monkeypatch.setattr(listing, "count_ladder", lambda recipe: pytest.fail("counted again"))
+    assert listing.ladder_line("gpt2").startswith("gpt2: l2w32 43.9k, l2w48 84.3k")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 LADDER_SCALE = "small"  # the scale whose vocabulary, context and image size the counts use
 
 
@@ -49,19 +51,45 @@ def print_choices() -> None:
 
 
 def ladder_line(recipe: str) -> str:
-    """`gpt2: l2w32 44k, l2w48 84k, ...`: each size of the recipe's ladder and its parameter
-    count at `LADDER_SCALE` (models built on the meta device: no memory, no init)."""
+    """`gpt2: l2w32 43.9k, l2w48 84.3k, ...`: each size of the recipe's ladder and its
+    parameter count at `LADDER_SCALE`, counted once per version of the recipe's files and kept
+    in the cache (counting imports torch and builds every model: seconds, not an instant)."""
+    import contextlib
+    import json
+
+    import lionbench
+    from lionbench.config import CONF_DIR
+    from lionbench.files import atomic_write_json, lionbench_cache
+    from lionbench.record import text_digest
+
+    sources = [CONF_DIR / "recipe" / f"{recipe}.yaml",
+               CONF_DIR / "recipe_scale" / f"{recipe}_{LADDER_SCALE}.yaml",
+               Path(lionbench.__file__).parent / "recipes" / f"{recipe}.py"]  # fmt: skip
+    text = "".join(p.read_text() for p in sources if p.exists()) + lionbench.__version__
+    path = lionbench_cache("ladders") / f"{recipe}-{text_digest(text, 16)}.json"
+    try:
+        counts = json.loads(path.read_text())
+    except (OSError, ValueError):  # not counted yet, or a torn file: count again
+        counts = count_ladder(recipe)
+        with contextlib.suppress(OSError):  # a read-only cache: count again next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, counts)
+    shown = ", ".join(f"{size} {short_count(int(n))}" for size, n in counts.items())
+    return f"{recipe}: {shown or 'no ladder'}"
+
+
+def count_ladder(recipe: str) -> dict[str, int]:
+    """Each size's parameters, the models built on the meta device (no memory, no init)."""
     from lionbench.config import compose
     from lionbench.config.ladder import sized_config, sizes_of
     from lionbench.recipe import load_recipe
     from lionbench.run.budget import parameter_count
 
     overrides = [f"recipe={recipe}", f"scale={LADDER_SCALE}"]
-    counts = []
-    for size in sizes_of(compose(overrides)):
-        sized = load_recipe(sized_config(overrides, size))
-        counts.append(f"{size} {short_count(parameter_count(sized))}")
-    return f"{recipe}: {', '.join(counts) or 'no ladder'}"
+    return {
+        size: parameter_count(load_recipe(sized_config(overrides, size)))
+        for size in sizes_of(compose(overrides))
+    }
 
 
 def short_count(n: int) -> str:
