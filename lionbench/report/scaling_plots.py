@@ -17,7 +17,7 @@ import pandas as pd
 from lionbench.report import page
 from lionbench.report.plots import save, unique_slugs
 from lionbench.report.scaling import ScalingStudy, title
-from lionbench.report.scaling_fit import NEEDS_BUDGETS, Trend, count_text, fitted
+from lionbench.report.scaling_fit import NEEDS_BUDGETS, TWO_SIZES, Trend, count_text, fitted
 from lionbench.report.stats import t_half
 from lionbench.report.verdicts import p_text
 
@@ -35,6 +35,8 @@ SCALING_DEFINITION = (
     "doubling with a 95% interval, and where the fitted speedup and its 95% band reach 1 (at "
     "the geometric-mean budget)."
 )
+FACTORS = (0.125, 0.25, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0,
+           4.0, 6.0, 8.0)  # fmt: skip
 TITLES = {"speedup": "effective-data speedup against parameters",
           "loss": "final val loss against data"}  # fmt: skip
 
@@ -84,8 +86,8 @@ def speedup_plot(st: ScalingStudy, path: Path) -> None:
                         label=f"budget {budget:g}x")  # fmt: skip
             fit_line(ax, st.trends[cand], rows["params"], budget, color)
         ax.axhline(1.0, color="gray", ls="--", lw=0.9)
-        ax.set_yscale("log", base=2)
-        count_axes(ax, y=True)
+        shown = rows[["speedup", "speedup_low", "speedup_high"]].to_numpy().ravel()
+        count_axes(ax, rows["params"], list(shown))
         ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel(f"speedup D'/D ({base}'s data for the same loss)")
         ax.set_title(f"{title(cand)} vs {base}: {st.trends[cand].label}", fontsize=9)
@@ -101,7 +103,7 @@ def fit_line(ax: Any, t: Trend, params: pd.Series, budget: float, color: str) ->
     grid = np.linspace(math.log2(params.min()), math.log2(params.max()), 100)
     y, low, high = fitted(t, grid, math.log2(budget))
     ax.plot(2.0**grid, 2.0**y, color=color, lw=1.2)
-    if t.df > 0:
+    if t.df > 0 and t.label != TWO_SIZES:  # two sizes' band says nothing, and fills the panel
         ax.fill_between(2.0**grid, 2.0**low, 2.0**high, color=color, alpha=0.15, lw=0)
 
 
@@ -122,7 +124,7 @@ def loss_plot(st: ScalingStudy, path: Path) -> None:
         ax.errorbar(agg.index, agg["mean"], yerr=yerr, ls=styles[optim], marker="o", ms=4,
                     capsize=3, color=f"C{sizes.index(size) % 10}",
                     label=f"{size} {title(str(optim))}")  # fmt: skip
-    count_axes(ax)
+    count_axes(ax, st.losses["data"])
     ax.set_xlabel(f"data ({st.manifest.get('unit', 'tokens')}, log scale)")
     ax.set_ylabel("final val loss")
     dropped = int((~np.isfinite(st.losses["loss"])).sum())
@@ -132,18 +134,31 @@ def loss_plot(st: ScalingStudy, path: Path) -> None:
     save(fig, path)
 
 
-def count_axes(ax: Any, y: bool = False) -> None:
-    """A log x axis labelled as counts (`200k`, `1.6M`) and, with `y`, a log y axis labelled as
-    factors (`1.5`); plain text, no mathtext (parsing it was most of a plot's time)."""
-    import matplotlib.ticker
+def count_axes(ax: Any, xs: Sequence[float], ys: Sequence[float] = ()) -> None:
+    """A log x axis with a tick at each of `xs`, labelled as counts (`43.9k`, `1.6M`) and, with
+    `ys` (the values and interval ends to show, 1 always), a log y axis fitted to them with
+    ticks at round factors (a fit's band on two sizes may reach x50: it is cut, not the view);
+    plain text, no mathtext (parsing it was most of a plot's time)."""
+    import matplotlib.ticker as mt
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: count_text(v)))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    if y:  # a speedup's range is often within one power of 2: quarter steps between them
-        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2, subs=(1, 1.25, 1.5, 1.75)))
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    xs = sorted({float(x) for x in xs if math.isfinite(float(x))})
+    ticks = [x for i, x in enumerate(xs) if i == 0 or x / xs[i - 1] > 1.2]  # labels apart
+    ax.xaxis.set_major_locator(mt.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(mt.FuncFormatter(lambda v, _: count_text(v)))
+    ax.xaxis.set_minor_locator(mt.NullLocator())
+    if xs:
+        ax.set_xlim(xs[0] / 1.3, xs[-1] * 1.3)
+    finite = [float(y) for y in ys if math.isfinite(float(y)) and float(y) > 0]
+    if not ys or not finite:
+        return
+    low, high = min([*finite, 1.0]) / 1.12, max([*finite, 1.0]) * 1.12
+    ax.set_yscale("log", base=2)
+    ax.set_ylim(low, high)
+    ticks = [v for v in FACTORS if low <= v <= high]
+    ax.yaxis.set_major_locator(mt.FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(mt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(mt.NullLocator())
 
 
 def interval_text(estimate: float, low: float, high: float, fmt: str, factor: bool = False) -> str:
