@@ -24,7 +24,7 @@ from typing import Any
 
 from lionbench import checks, config
 from lionbench.commands import manifest, screen, sweep, tuning
-from lionbench.commands.scaling_cost import PROBE_STEPS, Cost, estimate, probe_sizes
+from lionbench.commands.scaling_cost import PROBE_STEPS, Cost, duration, estimate, probe_sizes
 from lionbench.commands.scaling_grid import Grid, Point, make_grid
 from lionbench.errors import Interrupted, UserError
 from lionbench.files import atomic_write_json
@@ -116,8 +116,8 @@ def final_screen(
     for r in problems:
         if line := screen.problem_line(r.path):
             print(line, flush=True)
-    guess = f"estimated {estimated / 60:.1f} min" if math.isfinite(estimated) else "no estimate"
-    print(f"took {took / 60:.1f} min; {guess} for the runs it trained", flush=True)
+    guess = f"estimated {duration(estimated)}" if math.isfinite(estimated) else "no estimate"
+    print(f"took {duration(took)}; {guess} for the runs it trained", flush=True)
     print(f"study manifest: {path}", flush=True)
     print(f"report with: lionbench report {sw.results_dir} --out report", flush=True)
     return 1 if problems else 0

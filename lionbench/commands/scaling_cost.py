@@ -183,7 +183,7 @@ class Cost:
             low, high = low + n * per, high + (n + ext) * per
             runs_low, runs_high, data = runs_low + n, runs_high + n + ext, data + n * p.data
         when = (
-            f"about {low / 60:.0f} min on this device (up to {high / 60:.0f} min), one run at a "
+            f"about {duration(low)} on this device (up to {duration(high)}), one run at a "
             f"time; a parallel launcher divides it by the runs it runs at once"
             if math.isfinite(low)
             else f"time not estimated: {self.unpriced}"
@@ -213,3 +213,8 @@ def estimate(sw: Sweep, points: list[Point], probes: dict[str, Probe]) -> Cost:
         seconds = probe.run_s(p.steps, p.evals) if probe else math.nan
         cost.rows.append((p, base, ext, len(sw.optims) * fresh, seconds))
     return cost
+
+
+def duration(seconds: float) -> str:
+    """`45 s` under two minutes, else `12 min` (`0 min` would say nothing of a small study)."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
