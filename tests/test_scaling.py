@@ -238,3 +238,22 @@ def test_list_shows_every_ladder_with_parameters_counted_once(tmp_path, monkeypa
     assert "resnet50: r10 " in out and "unet: c16 " in out and "vit: w64 " in out
     monkeypatch.setattr(listing, "count_ladder", lambda recipe: pytest.fail("counted again"))
     assert listing.ladder_line("gpt2").startswith("gpt2: l2w32 43.9k, l2w48 84.3k")
+
+
+def test_a_busy_probe_is_said_and_not_kept(tmp_path, capsys, monkeypatch):
+    """The probe's run knows when its timed window shared the machine (loop/exposure.py): the
+    plan says its estimate is too long, and the next plan probes again."""
+    busy = scaling_cost.Probe(100.0, 1.0, 0.01, "other processes used 1.9 of 2 cores")
+    monkeypatch.setattr(scaling_cost, "measure", lambda cfg: busy)
+    args = ["--sizes", "l2w32", "--budgets", "1", "--dry-run", *SMOKE, f"results_dir={tmp_path}"]
+    assert cli_inprocess("study", "scaling", *args) == 0
+    out = capsys.readouterr().out
+    assert "warning: the machine was busy while probing l2w32: the estimate is too long" in out
+    kept = json.loads((tmp_path / "_studies" / "probes" / "gpt2-smoke-scaling.json").read_text())
+    assert kept == {}
+    quiet = scaling_cost.Probe(100.0, 1.0, 0.01)
+    monkeypatch.setattr(scaling_cost, "measure", lambda cfg: quiet)
+    assert cli_inprocess("study", "scaling", *args) == 0
+    assert "probing l2w32" in capsys.readouterr().out  # probed again, and kept this time
+    kept = json.loads((tmp_path / "_studies" / "probes" / "gpt2-smoke-scaling.json").read_text())
+    assert list(kept.values()) == [{**quiet.__dict__}]

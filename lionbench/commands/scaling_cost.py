@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from lionbench.commands.scaling_grid import Point
     from lionbench.commands.tuning import Run, Sweep
 
+PROBE_FIELDS = ("steps_per_s", "overhead_s", "eval_s", "contended")
 PROBE_STEPS = 40  # the first timing.warmup_steps are excluded from the rate
 PROBE_EVALS = 2  # at step 0 and at the end
 WARMUP_STEPS = 10  # an untimed run before the first probe
@@ -38,6 +39,7 @@ class Probe:
     steps_per_s: float
     overhead_s: float
     eval_s: float
+    contended: str = ""  # why its timed window was contended (loop/exposure.py); "" when not
 
     def run_s(self, steps: int, evals: int) -> float:
         """A run of `steps` with `evals` evaluations (the probe's own run made PROBE_EVALS)."""
@@ -92,6 +94,7 @@ def measure(cfg: Any) -> Probe:
         steps_per_s=float(s.steps_per_s),
         overhead_s=max(0.0, float(s.wall_s) - steps / float(s.steps_per_s)),
         eval_s=batches / (3.0 * float(s.steps_per_s)),
+        contended=(s.timing_note or "contended") if s.timing_contended else "",
     )
 
 
@@ -119,7 +122,7 @@ def probe_sizes(sw: Sweep, points: list[Point], steps: int = PROBE_STEPS) -> dic
             device = resolve_device(cfg.device)
             key = digest([identity(plain, device.type), device_name(device)])
             if key in kept:
-                out[size] = Probe(**kept[key])
+                out[size] = Probe(**{k: v for k, v in kept[key].items() if k in PROBE_FIELDS})
                 continue
             print(f"study {sw.name}: probing {size} ({steps} steps; --probe-steps 0: no "
                   f"time estimate)", flush=True)  # fmt: skip
@@ -127,7 +130,8 @@ def probe_sizes(sw: Sweep, points: list[Point], steps: int = PROBE_STEPS) -> dic
                 train_quietly(probe_config(sw, size, tmp, min(WARMUP_STEPS, steps), False))
                 warm = True
             out[size] = measure(cfg)
-            kept[key] = out[size].__dict__
+            if not out[size].contended:  # a contended probe is used once, never kept
+                kept[key] = out[size].__dict__
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, kept)
     return out
@@ -160,6 +164,7 @@ class Cost:
     # (point, runs without extensions, extension runs at most, confirmation runs, s per run)
     launch_s: float = 0.0  # composing and checking a run before it starts
     unpriced: str = ""  # why there is no time estimate (none: there is one)
+    contended: list[str] = field(default_factory=list)  # sizes whose probe was contended
 
     def run_s(self, point: Point) -> float:
         return next(s for p, *_, s in self.rows if p == point) + self.launch_s
@@ -190,6 +195,12 @@ class Cost:
         )
         out.append(f"total: {runs_low} runs (up to {runs_high} with extensions), {data:,} {unit}, "
                    f"{when}")  # fmt: skip
+        if self.contended:
+            out.append(
+                f"warning: the machine was busy while probing {', '.join(self.contended)}: the "
+                f"estimate is too long (run the plan again on a quiet machine; a busy probe is "
+                f"not kept)"
+            )
         return out
 
 
@@ -205,6 +216,7 @@ def estimate(sw: Sweep, points: list[Point], probes: dict[str, Probe]) -> Cost:
         else "--probe-steps 0"
     )
     cost = Cost(launch_s=launch_s, unpriced="" if probes else unpriced)
+    cost.contended = [size for size, probe in probes.items() if probe.contended]
     seeds, fresh = len(sw.seeds), len(sw.confirm_seeds)
     for p in points:
         base = sum(len(v) for v in sw.initial.values()) * seeds
