@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lionbench import checks, config
+from lionbench.config.validate import MAX_STEPS
 from lionbench.errors import UserError
 
 if TYPE_CHECKING:
     from lionbench.recipe import Recipe
 
-MAX_STEPS = 10**9  # as config/validate.py's bound on train.steps
 
 
 def parameter_count(recipe: Recipe) -> int:
